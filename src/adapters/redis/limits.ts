@@ -1,0 +1,277 @@
+// Limit adapters shared by every replica through Redis. Each check is one atomic server-side step
+// (rate-limiter-flexible's Lua or ours), so replicas never race each other. Every key starts with
+// `gg:` and carries a hash tag per subject, so one check touches one Redis Cluster slot.
+import { Cluster } from 'ioredis';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type {
+  BudgetReservation,
+  ConcurrencyLimiter,
+  KeyEvents,
+  RateDecision,
+  RateLimiter,
+  TokenBudget,
+} from '../../domain/ports.js';
+import { checkBudgetArgs, decision } from '../memory/limits.js';
+import type { RedisClient } from './client.js';
+
+export class RedisRateLimiter implements RateLimiter {
+  // rate-limiter-flexible fixes `points` per instance, so each distinct limit gets its own.
+  readonly #limiters = new Map<number, RateLimiterRedis>();
+
+  /** `keyPrefix` separates limiters that share a client (e.g. per-key requests and per-IP auth failures). */
+  constructor(
+    private readonly client: RedisClient,
+    private readonly keyPrefix = 'gg:rl',
+  ) {}
+
+  async consume(subject: string, perMinute: number): Promise<RateDecision> {
+    let limiter = this.#limiters.get(perMinute);
+    if (!limiter) {
+      limiter = new RateLimiterRedis({
+        storeClient: this.client,
+        points: perMinute,
+        duration: 60,
+        keyPrefix: `${this.keyPrefix}:${perMinute}`,
+        // Fail at once rather than wait on a connection that is down; the failure policy decides.
+        rejectIfRedisNotReady: true,
+      });
+      this.#limiters.set(perMinute, limiter);
+    }
+    try {
+      return decision(true, perMinute, await limiter.consume(`{${subject}}`));
+    } catch (err) {
+      // A RateLimiterRes is "over the limit"; anything else is a store failure for the caller.
+      if (err instanceof RateLimiterRes) return decision(false, perMinute, err);
+      throw err;
+    }
+  }
+}
+
+// Redis server time, so replicas with skewed clocks agree on when a lease expires.
+const NOW_MS = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+// KEYS[1] lease set; ARGV leaseId, max, ttlMs. Returns {ok, active}.
+const ACQUIRE = `${NOW_MS}
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+  return {1, redis.call('ZCARD', KEYS[1])}
+end
+return {0, redis.call('ZCARD', KEYS[1])}`;
+
+// KEYS[1] day ledger hash (fields: used, r:<requestId> reserved, s:<requestId> settled);
+// ARGV requestId, min, max, limit, expireAtSec. Returns {ok, granted, used}.
+// Grant rule mirrors the in-process adapter: refuse when nothing is left or less than min fits.
+const RESERVE = `local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+local existing = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
+if existing then return {1, tonumber(existing), used} end
+local available = tonumber(ARGV[4]) - used
+local granted = math.min(tonumber(ARGV[3]), available)
+if available <= 0 or granted < tonumber(ARGV[2]) then return {0, 0, used} end
+used = redis.call('HINCRBY', KEYS[1], 'used', granted)
+redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], granted)
+redis.call('EXPIREAT', KEYS[1], ARGV[5])
+return {1, granted, used}`;
+
+// KEYS[1] day ledger hash; ARGV requestId, actual, expireAtSec. Returns used.
+const SETTLE = `if redis.call('HEXISTS', KEYS[1], 's:' .. ARGV[1]) == 1 then
+  return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+end
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[1]) or '0')
+local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - reserved)
+redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
+redis.call('HSET', KEYS[1], 's:' .. ARGV[1], 1)
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return used`;
+
+/** The scripts above, as ioredis `defineCommand` adds them to the client. */
+interface LimitCommands {
+  ggLeaseAcquire(key: string, leaseId: string, max: number, ttlMs: number): Promise<[number, number]>;
+  ggBudgetReserve(
+    key: string,
+    requestId: string,
+    min: number,
+    max: number,
+    limit: number,
+    expireAtSec: number,
+  ): Promise<[number, number, number]>;
+  ggBudgetSettle(key: string, requestId: string, actual: number, expireAtSec: number): Promise<number>;
+}
+
+function withCommands(client: RedisClient): LimitCommands {
+  // Defining again is harmless: ioredis keeps one script per name and sends EVALSHA.
+  client.defineCommand('ggLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
+  client.defineCommand('ggBudgetReserve', { numberOfKeys: 1, lua: RESERVE });
+  client.defineCommand('ggBudgetSettle', { numberOfKeys: 1, lua: SETTLE });
+  return client as unknown as LimitCommands;
+}
+
+export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
+  readonly #commands: LimitCommands;
+
+  constructor(private readonly client: RedisClient) {
+    this.#commands = withCommands(client);
+  }
+
+  async acquire(
+    subject: string,
+    leaseId: string,
+    max: number,
+    ttlMs: number,
+  ): Promise<{ ok: boolean; active: number }> {
+    const [ok, active] = await this.#commands.ggLeaseAcquire(leaseKey(subject), leaseId, max, ttlMs);
+    return { ok: ok === 1, active };
+  }
+
+  async release(subject: string, leaseId: string): Promise<void> {
+    await this.client.zrem(leaseKey(subject), leaseId);
+  }
+}
+
+function leaseKey(subject: string): string {
+  return `gg:conc:{${subject}}`;
+}
+
+export class RedisTokenBudget implements TokenBudget {
+  readonly #commands: LimitCommands;
+
+  constructor(private readonly client: RedisClient) {
+    this.#commands = withCommands(client);
+  }
+
+  async reserve(args: {
+    subject: string;
+    day: string;
+    requestId: string;
+    min: number;
+    max: number;
+    limit: number;
+  }): Promise<BudgetReservation> {
+    checkBudgetArgs(args);
+    const [ok, granted, used] = await this.#commands.ggBudgetReserve(
+      budgetKey(args.subject, args.day),
+      args.requestId,
+      args.min,
+      args.max,
+      args.limit,
+      expireAtSec(args.day),
+    );
+    return { ok: ok === 1, granted, used, limit: args.limit };
+  }
+
+  async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
+    checkBudgetArgs(args);
+    const used = await this.#commands.ggBudgetSettle(
+      budgetKey(args.subject, args.day),
+      args.requestId,
+      args.actual,
+      expireAtSec(args.day),
+    );
+    return { used };
+  }
+
+  async used(subject: string, day: string): Promise<number> {
+    checkBudgetArgs({ day });
+    return Number((await this.client.hget(budgetKey(subject, day), 'used')) ?? 0);
+  }
+}
+
+function budgetKey(subject: string, day: string): string {
+  return `gg:budget:{${subject}:${day}}`;
+}
+
+// A budget day ends at most 36 h after its UTC midnight (24 h, plus 12 h in the westernmost zone,
+// UTC-12); the ledger is kept 48 h beyond that so late settles and yesterday's lookups still find it.
+function expireAtSec(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`) / 1000 + (36 + 48) * 3600;
+}
+
+export const KEY_EVENTS_CHANNEL = 'gg:key-events';
+
+export interface RedisKeyEventsOptions {
+  /** How long `subscribe` waits for Redis to confirm before it resolves anyway. */
+  subscribeWaitMs?: number;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/**
+ * Key change events for every replica over Redis pub/sub. Subscribing takes a dedicated connection
+ * (a subscribed connection can run nothing else) that queues and retries forever, and ioredis
+ * re-subscribes it after every reconnect.
+ */
+export class RedisKeyEvents implements KeyEvents {
+  readonly #handlers: Array<(keyHash: string) => void> = [];
+  #subscriber: RedisClient | null = null;
+  #subscribed: Promise<void> | null = null;
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly opts: RedisKeyEventsOptions = {},
+  ) {}
+
+  async publish(keyHash: string): Promise<void> {
+    await this.client.publish(KEY_EVENTS_CHANNEL, keyHash);
+  }
+
+  /**
+   * Resolves once Redis confirmed the subscription, or after `subscribeWaitMs` while Redis is
+   * unreachable (boot must not hang on it); the subscription is then made when Redis is back.
+   */
+  async subscribe(onChange: (keyHash: string) => void): Promise<void> {
+    this.#handlers.push(onChange);
+    this.#subscribed ??= this.#start();
+    await this.#subscribed;
+  }
+
+  async close(): Promise<void> {
+    this.#handlers.length = 0;
+    this.#subscriber?.disconnect();
+    this.#subscriber = null;
+  }
+
+  async #start(): Promise<void> {
+    const sub = duplicateForSubscribe(this.client);
+    this.#subscriber = sub;
+    sub.on('error', () => {
+      // Reconnects are automatic; a lost event only means a cache entry lives to its TTL.
+    });
+    sub.on('message', (channel: string, keyHash: string) => {
+      if (channel !== KEY_EVENTS_CHANNEL) return;
+      for (const handler of this.#handlers) {
+        try {
+          handler(keyHash);
+        } catch (err) {
+          this.opts.log?.warn({ error: (err as Error).message }, 'key event handler failed');
+        }
+      }
+    });
+    const confirmed = sub.subscribe(KEY_EVENTS_CHANNEL).then(
+      () => true,
+      () => false,
+    );
+    const waitMs = this.opts.subscribeWaitMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), waitMs);
+    });
+    const ok = await Promise.race([confirmed, timedOut]);
+    clearTimeout(timer);
+    if (!ok)
+      this.opts.log?.warn({ channel: KEY_EVENTS_CHANNEL }, 'key events not subscribed yet; will be when Redis is back');
+  }
+}
+
+// Unlike command connections, the subscriber may wait for Redis: a queued SUBSCRIBE is exactly
+// what should happen when it comes back.
+function duplicateForSubscribe(client: RedisClient): RedisClient {
+  if (client instanceof Cluster) {
+    return client.duplicate([], {
+      enableOfflineQueue: true,
+      redisOptions: { ...client.options.redisOptions, maxRetriesPerRequest: null, commandTimeout: undefined },
+    });
+  }
+  return client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined });
+}

@@ -1,0 +1,41 @@
+// Builds the Redis-backed limiters for the production backend, wrapped in the configured failure
+// policy with in-process insurance limiters behind them.
+import type { Logger } from 'pino';
+import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../memory/limits.js';
+import { type FailurePolicy, withFailurePolicy } from '../resilient-limits.js';
+import { createRedis, redactRedisUrl, waitForReady } from './client.js';
+import { RedisConcurrencyLimiter, RedisKeyEvents, RedisRateLimiter, RedisTokenBudget } from './limits.js';
+
+const STARTUP_WAIT_MS = 5_000;
+
+export async function openRedisLimits(url: string, policy: FailurePolicy, log: Logger) {
+  const client = createRedis(url);
+  try {
+    await waitForReady(client, STARTUP_WAIT_MS);
+  } catch {
+    // Start anyway: the failure policy covers an outage, and the client keeps reconnecting.
+    log.warn(
+      { redis: redactRedisUrl(url), policy },
+      'Redis is not reachable at startup; limits follow the failure policy until it is',
+    );
+  }
+  const limiters = withFailurePolicy(
+    {
+      rate: new RedisRateLimiter(client),
+      concurrency: new RedisConcurrencyLimiter(client),
+      budget: new RedisTokenBudget(client),
+    },
+    { rate: new MemoryRateLimiter(), concurrency: new MemoryConcurrencyLimiter(), budget: new MemoryTokenBudget() },
+    policy,
+    log,
+  );
+  return {
+    ...limiters,
+    // Failed-auth counters share the request limiter; their subjects (`ip:`) never collide with keys.
+    authFailures: limiters.rate,
+    keyEvents: new RedisKeyEvents(client, { log }),
+    async close() {
+      await client.quit().catch(() => client.disconnect());
+    },
+  };
+}

@@ -1,0 +1,460 @@
+// The embedded default Store: one SQLite file via better-sqlite3. Calls are synchronous and fast;
+// the methods are async only because the port is shared with the MongoDB adapter.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { LiveKeyExistsError } from '../../domain/errors.js';
+import type { Store } from '../../domain/ports.js';
+import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, KeyStatus, UsageRecord, User } from '../../domain/types.js';
+import { migrate } from './migrations.js';
+
+const DEFAULT_KEY_LIMIT = 100;
+const BUSY_TIMEOUT_MS = 5_000;
+
+interface UserRow {
+  discord_id: string;
+  created_at: number;
+  banned_at: number | null;
+  ban_reason: string | null;
+}
+
+interface KeyRow {
+  id: string;
+  hash: string;
+  prefix: string;
+  discord_id: string;
+  tier: string;
+  status: KeyStatus;
+  status_reason: string | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+interface UsageRow {
+  request_id: string;
+  key_id: string;
+  discord_id: string;
+  model: string;
+  upstream: string | null;
+  endpoint: UsageRecord['endpoint'];
+  prompt_tokens: number;
+  completion_tokens: number;
+  charged_tokens: number;
+  estimated: number;
+  status: UsageRecord['status'];
+  http_status: number;
+  latency_ms: number;
+  stream: number;
+  created_at: number;
+}
+
+interface DailyRow {
+  day: string;
+  discord_id: string;
+  model: string;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  charged_tokens: number;
+}
+
+interface AuditRow {
+  id: string;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  reason: string | null;
+  meta: string | null;
+}
+
+const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
+const date = (n: number | null): Date | null => (n === null ? null : new Date(n));
+
+function toUser(r: UserRow): User {
+  return {
+    discordId: r.discord_id,
+    createdAt: new Date(r.created_at),
+    bannedAt: date(r.banned_at),
+    banReason: r.ban_reason,
+  };
+}
+
+function toKey(r: KeyRow): KeyRecord {
+  return {
+    id: r.id,
+    hash: r.hash,
+    prefix: r.prefix,
+    discordId: r.discord_id,
+    tier: r.tier,
+    status: r.status,
+    statusReason: r.status_reason,
+    createdAt: new Date(r.created_at),
+    expiresAt: date(r.expires_at),
+    revokedAt: date(r.revoked_at),
+  };
+}
+
+function toUsage(r: UsageRow): UsageRecord {
+  return {
+    requestId: r.request_id,
+    keyId: r.key_id,
+    discordId: r.discord_id,
+    model: r.model,
+    upstream: r.upstream,
+    endpoint: r.endpoint,
+    promptTokens: r.prompt_tokens,
+    completionTokens: r.completion_tokens,
+    chargedTokens: r.charged_tokens,
+    estimated: r.estimated === 1,
+    status: r.status,
+    httpStatus: r.http_status,
+    latencyMs: r.latency_ms,
+    stream: r.stream === 1,
+    createdAt: new Date(r.created_at),
+  };
+}
+
+function toDaily(r: DailyRow): DailyUsage {
+  return {
+    day: r.day,
+    discordId: r.discord_id,
+    model: r.model,
+    requests: r.requests,
+    promptTokens: r.prompt_tokens,
+    completionTokens: r.completion_tokens,
+    chargedTokens: r.charged_tokens,
+  };
+}
+
+function toAudit(r: AuditRow): AuditEntry {
+  return {
+    id: r.id,
+    at: new Date(r.at),
+    actor: r.actor,
+    action: r.action,
+    target: r.target,
+    reason: r.reason,
+    meta: r.meta === null ? null : (JSON.parse(r.meta) as Record<string, unknown>),
+  };
+}
+
+/** Which unique index a constraint error came from (SQLite names the indexed columns). */
+function uniqueViolation(err: unknown, column: string): boolean {
+  return (
+    err instanceof Database.SqliteError &&
+    err.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+    err.message.includes(`keys.${column}`)
+  );
+}
+
+/** Flag + value pairs so one prepared UPDATE serves every patch shape (flag 0 keeps the column). */
+function patchParams(patch: KeyPatch) {
+  const has = (v: unknown) => (v === undefined ? 0 : 1);
+  return {
+    has_tier: has(patch.tier),
+    tier: patch.tier ?? null,
+    has_status: has(patch.status),
+    status: patch.status ?? null,
+    has_status_reason: has(patch.statusReason),
+    status_reason: patch.statusReason ?? null,
+    has_expires_at: has(patch.expiresAt),
+    expires_at: ms(patch.expiresAt ?? null),
+    has_revoked_at: has(patch.revokedAt),
+    revoked_at: ms(patch.revokedAt ?? null),
+  };
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    ping: db.prepare('SELECT 1'),
+    insertUser: db.prepare('INSERT OR IGNORE INTO users (discord_id, created_at) VALUES (?, ?)'),
+    getUser: db.prepare<[string], UserRow>('SELECT * FROM users WHERE discord_id = ?'),
+    setBan: db.prepare<[number | null, string | null, string], UserRow>(
+      'UPDATE users SET banned_at = ?, ban_reason = ? WHERE discord_id = ? RETURNING *',
+    ),
+    insertKey: db.prepare(
+      `INSERT INTO keys (id, hash, prefix, discord_id, tier, status, status_reason, created_at, expires_at, revoked_at)
+      VALUES (@id, @hash, @prefix, @discord_id, @tier, @status, @status_reason, @created_at, @expires_at, @revoked_at)`,
+    ),
+    getKeyById: db.prepare<[string], KeyRow>('SELECT * FROM keys WHERE id = ?'),
+    getKeyByHash: db.prepare<[string], KeyRow>('SELECT * FROM keys WHERE hash = ?'),
+    // The status condition and the write are one statement, so no other writer can slip in between.
+    updateKey: db.prepare<[Record<string, unknown>], KeyRow>(
+      `UPDATE keys SET
+        tier = CASE WHEN @has_tier THEN @tier ELSE tier END,
+        status = CASE WHEN @has_status THEN @status ELSE status END,
+        status_reason = CASE WHEN @has_status_reason THEN @status_reason ELSE status_reason END,
+        expires_at = CASE WHEN @has_expires_at THEN @expires_at ELSE expires_at END,
+        revoked_at = CASE WHEN @has_revoked_at THEN @revoked_at ELSE revoked_at END
+      WHERE id = @id AND (@if_status IS NULL OR status IN (SELECT value FROM json_each(@if_status)))
+      RETURNING *`,
+    ),
+    insertRequest: db.prepare(
+      `INSERT OR IGNORE INTO usage_requests (request_id, key_id, discord_id, model, upstream, endpoint, prompt_tokens,
+        completion_tokens, charged_tokens, estimated, status, http_status, latency_ms, stream, created_at)
+      VALUES (@request_id, @key_id, @discord_id, @model, @upstream, @endpoint, @prompt_tokens, @completion_tokens,
+        @charged_tokens, @estimated, @status, @http_status, @latency_ms, @stream, @created_at)`,
+    ),
+    addDaily: db.prepare(
+      `INSERT INTO usage_daily (day, discord_id, model, requests, prompt_tokens, completion_tokens, charged_tokens)
+      VALUES (@day, @discord_id, @model, 1, @prompt_tokens, @completion_tokens, @charged_tokens)
+      ON CONFLICT (day, discord_id, model) DO UPDATE SET
+        requests = requests + excluded.requests,
+        prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = completion_tokens + excluded.completion_tokens,
+        charged_tokens = charged_tokens + excluded.charged_tokens`,
+    ),
+    listUsage: db.prepare<[string, number], UsageRow>(
+      'SELECT * FROM usage_requests WHERE discord_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?',
+    ),
+    dailyAll: db.prepare<[string, string], DailyRow>(
+      'SELECT * FROM usage_daily WHERE day BETWEEN ? AND ? ORDER BY day, model, discord_id',
+    ),
+    dailyOfUser: db.prepare<[string, string, string], DailyRow>(
+      'SELECT * FROM usage_daily WHERE discord_id = ? AND day BETWEEN ? AND ? ORDER BY day, model',
+    ),
+    topUsers: db.prepare<[string, number], { discordId: string; requests: number; chargedTokens: number }>(
+      `SELECT discord_id AS discordId, SUM(requests) AS requests, SUM(charged_tokens) AS chargedTokens
+      FROM usage_daily WHERE day = ? GROUP BY discord_id ORDER BY chargedTokens DESC, discord_id LIMIT ?`,
+    ),
+    purgeUsage: db.prepare('DELETE FROM usage_requests WHERE created_at < ?'),
+    deleteKeysOf: db.prepare('DELETE FROM keys WHERE discord_id = ?'),
+    deleteRequestsOf: db.prepare('DELETE FROM usage_requests WHERE discord_id = ?'),
+    deleteDailyOf: db.prepare('DELETE FROM usage_daily WHERE discord_id = ?'),
+    deleteUser: db.prepare('DELETE FROM users WHERE discord_id = ?'),
+    appendAudit: db.prepare(
+      `INSERT INTO audit (id, at, actor, action, target, reason, meta)
+      VALUES (@id, @at, @actor, @action, @target, @reason, @meta)`,
+    ),
+    auditAll: db.prepare<[number], AuditRow>('SELECT * FROM audit ORDER BY at DESC, seq DESC LIMIT ?'),
+    auditOf: db.prepare<[string, number], AuditRow>(
+      'SELECT * FROM audit WHERE target = ? ORDER BY at DESC, seq DESC LIMIT ?',
+    ),
+  };
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmt: ReturnType<typeof prepareStatements>;
+  private readonly listKeysStmt: Record<
+    'all' | 'byUser' | 'byStatus' | 'byUserAndStatus',
+    Database.Statement<[Record<string, unknown>], KeyRow>
+  >;
+  private readonly insertUsageTx: (records: UsageRecord[], dayOf: (r: UsageRecord) => string) => void;
+  private readonly deleteUserTx: (discordId: string) => { keys: number; usageRecords: number };
+
+  /** Opens (creating if needed) and migrates the database at `file`; `':memory:'` for a throwaway store. */
+  static open(file: string): SqliteStore {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    // `timeout` is better-sqlite3's busy_timeout: wait for another writer (CLI, second replica) instead of failing.
+    const db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      migrate(db);
+      return new SqliteStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    this.stmt = prepareStatements(db);
+
+    // One statement per filter shape, so each can use its own index.
+    const listKeys = (where: string) =>
+      db.prepare<[Record<string, unknown>], KeyRow>(
+        `SELECT * FROM keys ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
+      );
+    this.listKeysStmt = {
+      all: listKeys(''),
+      byUser: listKeys('WHERE discord_id = @discord_id'),
+      byStatus: listKeys('WHERE status = @status'),
+      byUserAndStatus: listKeys('WHERE discord_id = @discord_id AND status = @status'),
+    };
+
+    this.insertUsageTx = db.transaction((records: UsageRecord[], dayOf: (r: UsageRecord) => string) => {
+      for (const r of records) {
+        const inserted = this.stmt.insertRequest.run({
+          request_id: r.requestId,
+          key_id: r.keyId,
+          discord_id: r.discordId,
+          model: r.model,
+          upstream: r.upstream,
+          endpoint: r.endpoint,
+          prompt_tokens: r.promptTokens,
+          completion_tokens: r.completionTokens,
+          charged_tokens: r.chargedTokens,
+          estimated: r.estimated ? 1 : 0,
+          status: r.status,
+          http_status: r.httpStatus,
+          latency_ms: r.latencyMs,
+          stream: r.stream ? 1 : 0,
+          created_at: r.createdAt.getTime(),
+        });
+        // Already stored (a retried batch): counted the first time, not again.
+        if (inserted.changes === 0) continue;
+        this.stmt.addDaily.run({
+          day: dayOf(r),
+          discord_id: r.discordId,
+          model: r.model,
+          prompt_tokens: r.promptTokens,
+          completion_tokens: r.completionTokens,
+          charged_tokens: r.chargedTokens,
+        });
+      }
+    });
+
+    this.deleteUserTx = db.transaction((discordId: string) => {
+      const keys = this.stmt.deleteKeysOf.run(discordId).changes;
+      const usageRecords = this.stmt.deleteRequestsOf.run(discordId).changes;
+      this.stmt.deleteDailyOf.run(discordId);
+      this.stmt.deleteUser.run(discordId);
+      return { keys, usageRecords };
+    });
+  }
+
+  async ensureUser(discordId: string, now: Date): Promise<User> {
+    this.stmt.insertUser.run(discordId, now.getTime());
+    return toUser(this.stmt.getUser.get(discordId)!);
+  }
+
+  async getUser(discordId: string): Promise<User | null> {
+    const row = this.stmt.getUser.get(discordId);
+    return row ? toUser(row) : null;
+  }
+
+  async setUserBan(discordId: string, ban: { at: Date; reason: string } | null): Promise<User | null> {
+    const row = this.stmt.setBan.get(ban ? ban.at.getTime() : null, ban ? ban.reason : null, discordId);
+    return row ? toUser(row) : null;
+  }
+
+  async deleteUser(discordId: string): Promise<{ keys: number; usageRecords: number }> {
+    return this.deleteUserTx(discordId);
+  }
+
+  async insertKey(key: KeyRecord): Promise<void> {
+    try {
+      this.stmt.insertKey.run({
+        id: key.id,
+        hash: key.hash,
+        prefix: key.prefix,
+        discord_id: key.discordId,
+        tier: key.tier,
+        status: key.status,
+        status_reason: key.statusReason,
+        created_at: key.createdAt.getTime(),
+        expires_at: ms(key.expiresAt),
+        revoked_at: ms(key.revokedAt),
+      });
+    } catch (err) {
+      if (uniqueViolation(err, 'discord_id')) throw new LiveKeyExistsError(key.discordId);
+      if (uniqueViolation(err, 'hash')) throw new Error('A key with the same hash is already stored', { cause: err });
+      throw err;
+    }
+  }
+
+  async getKeyById(id: string): Promise<KeyRecord | null> {
+    const row = this.stmt.getKeyById.get(id);
+    return row ? toKey(row) : null;
+  }
+
+  async getKeyByHash(hash: string): Promise<KeyRecord | null> {
+    const row = this.stmt.getKeyByHash.get(hash);
+    return row ? toKey(row) : null;
+  }
+
+  async listKeys(filter: { discordId?: string; status?: KeyStatus; limit?: number }): Promise<KeyRecord[]> {
+    const { discordId, status } = filter;
+    const s = this.listKeysStmt;
+    const stmt =
+      discordId !== undefined
+        ? status !== undefined
+          ? s.byUserAndStatus
+          : s.byUser
+        : status !== undefined
+          ? s.byStatus
+          : s.all;
+    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_KEY_LIMIT };
+    if (discordId !== undefined) params.discord_id = discordId;
+    if (status !== undefined) params.status = status;
+    return stmt.all(params).map(toKey);
+  }
+
+  async updateKey(id: string, patch: KeyPatch, ifStatus?: KeyStatus[]): Promise<KeyRecord | null> {
+    try {
+      const row = this.stmt.updateKey.get({
+        id,
+        if_status: ifStatus === undefined ? null : JSON.stringify(ifStatus),
+        ...patchParams(patch),
+      });
+      return row ? toKey(row) : null;
+    } catch (err) {
+      if (uniqueViolation(err, 'discord_id')) {
+        // Only a status change back to live can trip the index; the key exists, so read its owner.
+        throw new LiveKeyExistsError(this.stmt.getKeyById.get(id)!.discord_id);
+      }
+      throw err;
+    }
+  }
+
+  async insertUsage(records: UsageRecord[], dayOf: (r: UsageRecord) => string): Promise<void> {
+    if (records.length > 0) this.insertUsageTx(records, dayOf);
+  }
+
+  async listUsage(discordId: string, limit: number): Promise<UsageRecord[]> {
+    return this.stmt.listUsage.all(discordId, limit).map(toUsage);
+  }
+
+  async dailyUsage(filter: { discordId?: string; fromDay: string; toDay: string }): Promise<DailyUsage[]> {
+    const rows =
+      filter.discordId === undefined
+        ? this.stmt.dailyAll.all(filter.fromDay, filter.toDay)
+        : this.stmt.dailyOfUser.all(filter.discordId, filter.fromDay, filter.toDay);
+    return rows.map(toDaily);
+  }
+
+  async topUsers(
+    day: string,
+    limit: number,
+  ): Promise<Array<{ discordId: string; requests: number; chargedTokens: number }>> {
+    return this.stmt.topUsers.all(day, limit);
+  }
+
+  async purgeUsage(before: Date): Promise<number> {
+    return this.stmt.purgeUsage.run(before.getTime()).changes;
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    this.stmt.appendAudit.run({
+      id: entry.id,
+      at: entry.at.getTime(),
+      actor: entry.actor,
+      action: entry.action,
+      target: entry.target,
+      reason: entry.reason,
+      meta: entry.meta === null ? null : JSON.stringify(entry.meta),
+    });
+  }
+
+  async listAudit(filter: { target?: string; limit: number }): Promise<AuditEntry[]> {
+    const rows =
+      filter.target === undefined
+        ? this.stmt.auditAll.all(filter.limit)
+        : this.stmt.auditOf.all(filter.target, filter.limit);
+    return rows.map(toAudit);
+  }
+
+  async ping(): Promise<void> {
+    this.stmt.ping.get();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

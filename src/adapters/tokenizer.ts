@@ -1,0 +1,7 @@
+// o200k_base (GPT-4o family) via gpt-tokenizer: pure JS, no native build, no download at run time.
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import type { Tokenizer } from '../domain/ports.js';
+
+export const o200kTokenizer: Tokenizer = {
+  count: (text) => (text ? countTokens(text) : 0),
+};

@@ -1,0 +1,120 @@
+// The `Upstream` port over undici: one keep-alive pool per configured upstream, raw bytes out.
+import { Pool } from 'undici';
+import type { UpstreamConfig } from '../../config/schema.js';
+import { UpstreamTimeoutError, UpstreamUnavailableError } from '../../domain/errors.js';
+import type { Upstream, UpstreamCall, UpstreamResponse } from '../../domain/ports.js';
+
+interface Target {
+  pool: Pool;
+  /** Path of the base URL without trailing slash, e.g. `/v1`. */
+  basePath: string;
+  apiKey: string | undefined;
+}
+
+// Failures that mean "could not talk to the upstream at all": DNS, TCP, TLS, or a socket that
+// closed (or spoke something other than HTTP) before response headers arrived.
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+]);
+const UNREACHABLE_PREFIXES = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HPE_)/;
+
+function errorCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+function noop(): void {}
+
+export class UndiciUpstream implements Upstream {
+  private readonly targets = new Map<string, Target>();
+
+  /**
+   * Pools are per upstream name rather than shared per origin, so each upstream's own
+   * `connections` and `connectMs` hold exactly. `apiKeys` are resolved keys by upstream name.
+   */
+  constructor(upstreams: Record<string, UpstreamConfig>, apiKeys: Record<string, string | undefined>) {
+    for (const [name, cfg] of Object.entries(upstreams)) {
+      const url = new URL(cfg.baseUrl);
+      this.targets.set(name, {
+        pool: new Pool(url.origin, {
+          connections: cfg.connections,
+          connectTimeout: cfg.timeouts.connectMs,
+          headersTimeout: cfg.timeouts.firstByteMs,
+          bodyTimeout: cfg.timeouts.idleMs,
+        }),
+        basePath: url.pathname.replace(/\/+$/, ''),
+        apiKey: apiKeys[name] || undefined,
+      });
+    }
+  }
+
+  async send(call: UpstreamCall): Promise<UpstreamResponse> {
+    const target = this.targets.get(call.upstream);
+    if (!target) throw new Error(`Unknown upstream "${call.upstream}"`);
+
+    // Built from scratch: client headers (their relay key, cookies, ...) never reach a provider.
+    const headers: Record<string, string> = {
+      accept: 'application/json, text/event-stream',
+      // The relay forwards bytes unchanged and reads SSE events from them, so no compression.
+      'accept-encoding': 'identity',
+      'x-request-id': call.requestId,
+    };
+    if (call.body !== undefined) headers['content-type'] = 'application/json';
+    if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
+
+    let res: Awaited<ReturnType<Pool['request']>>;
+    try {
+      res = await target.pool.request({
+        method: call.method,
+        path: target.basePath + call.path,
+        headers,
+        body: call.body === undefined ? undefined : JSON.stringify(call.body),
+        signal: call.signal,
+      });
+    } catch (err) {
+      throw this.mapError(call, err);
+    }
+
+    const body = res.body;
+    // Errors after the headers (idle timeout, reset, abort) surface through iteration; this
+    // listener only keeps an unread body's error from becoming an uncaught exception.
+    body.on('error', noop);
+    const responseHeaders: Record<string, string> = {};
+    for (const [name, value] of Object.entries(res.headers)) {
+      if (value !== undefined) responseHeaders[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    return {
+      status: res.statusCode,
+      headers: responseHeaders,
+      body,
+      cancel: () => body.destroy(),
+    };
+  }
+
+  /** Messages name the upstream only: its URL may carry credentials and its key must never leak. */
+  private mapError(call: UpstreamCall, err: unknown): unknown {
+    if (call.signal.aborted) return err;
+    const code = errorCode(err);
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      return new UpstreamTimeoutError(`Upstream "${call.upstream}" did not answer in time`, err);
+    }
+    if (code && (UNREACHABLE_CODES.has(code) || UNREACHABLE_PREFIXES.test(code))) {
+      return new UpstreamUnavailableError(`Upstream "${call.upstream}" is unreachable`, err);
+    }
+    return err;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.targets.values()].map((t) => t.pool.close()));
+  }
+}

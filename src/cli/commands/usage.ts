@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { budgetDay } from '../../domain/budget-day.js';
+import { output, parsePositiveInt, Refused, table, withServices } from '../context.js';
+
+function dayOption(value: string | undefined, today: string): string {
+  if (value === undefined) return today;
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) throw new Refused(`--day must look like 2026-01-31, got "${value}"`);
+  return value;
+}
+
+export function registerUsageCommands(program: Command): void {
+  const usage = program.command('usage').description('token and request totals');
+
+  usage
+    .command('today')
+    .description("today's totals per model (budget day in the configured time zone)")
+    .option('--day <YYYY-MM-DD>', 'another day')
+    .action(async (opts, cmd: Command) => {
+      await withServices(async (s) => {
+        const day = dayOption(opts.day, budgetDay(s.now(), s.config.limits.budgetTimeZone));
+        const rows = await s.store.dailyUsage({ fromDay: day, toDay: day });
+        const byModel = new Map<
+          string,
+          {
+            model: string;
+            users: number;
+            requests: number;
+            promptTokens: number;
+            completionTokens: number;
+            chargedTokens: number;
+          }
+        >();
+        for (const r of rows) {
+          const m = byModel.get(r.model) ?? {
+            model: r.model,
+            users: 0,
+            requests: 0,
+            promptTokens: 0,
+            completionTokens: 0,
+            chargedTokens: 0,
+          };
+          m.users += 1;
+          m.requests += r.requests;
+          m.promptTokens += r.promptTokens;
+          m.completionTokens += r.completionTokens;
+          m.chargedTokens += r.chargedTokens;
+          byModel.set(r.model, m);
+        }
+        const list = [...byModel.values()];
+        output(cmd, { day, models: list }, `Usage on ${day}\n${table(list)}`);
+      });
+    });
+
+  usage
+    .command('top')
+    .description('users with the most tokens charged')
+    .option('--day <YYYY-MM-DD>', 'another day than today')
+    .option('--limit <n>', 'how many', '10')
+    .action(async (opts, cmd: Command) => {
+      const limit = parsePositiveInt(opts.limit, '--limit');
+      await withServices(async (s) => {
+        const day = dayOption(opts.day, budgetDay(s.now(), s.config.limits.budgetTimeZone));
+        const top = await s.store.topUsers(day, limit);
+        output(cmd, { day, users: top }, `Top users on ${day}\n${table(top)}`);
+      });
+    });
+}

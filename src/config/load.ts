@@ -1,0 +1,100 @@
+// Reads the config file (YAML or JSON) and the environment, validates both, and reports every
+// invalid field by its path.
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { type Config, configSchema, type FileConfig } from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string | null,
+    readonly problems: string[],
+  ) {
+    super(`Invalid configuration${source ? ` in ${source}` : ''}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const DEFAULT_FILES = ['guildgate.yaml', 'guildgate.yml', 'guildgate.json'];
+
+/** The config file to use: GUILDGATE_CONFIG, else the first default name present in `cwd`. */
+export function findConfigFile(env: NodeJS.ProcessEnv, cwd = process.cwd()): string | null {
+  if (env.GUILDGATE_CONFIG) return resolve(cwd, env.GUILDGATE_CONFIG);
+  for (const f of DEFAULT_FILES) {
+    const p = resolve(cwd, f);
+    if (existsSync(p)) return p;
+  }
+  return null;
+}
+
+function formatIssues(issues: z.core.$ZodIssue[]): string[] {
+  return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+}
+
+/** Validates an already-parsed config object plus environment. Throws ConfigError. */
+export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string | null): Config {
+  const parsed = configSchema.safeParse(raw ?? {});
+  if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error.issues));
+  const file: FileConfig = parsed.data;
+
+  const problems: string[] = [];
+  const upstreamKeys: Record<string, string | undefined> = {};
+  for (const [name, u] of Object.entries(file.upstreams)) {
+    if (u.apiKeyEnv) upstreamKeys[name] = env[u.apiKeyEnv] || undefined;
+  }
+  const mongodbUri = env.MONGODB_URI || undefined;
+  const redisUrl = env.REDIS_URL || undefined;
+  if (file.storage.store === 'mongo' && !mongodbUri) {
+    problems.push('storage.store: is "mongo" but the environment variable MONGODB_URI is not set');
+  }
+  if (file.storage.limits === 'redis' && !redisUrl) {
+    problems.push('storage.limits: is "redis" but the environment variable REDIS_URL is not set');
+  }
+  if (problems.length) throw new ConfigError(source, problems);
+
+  const host = file.server.host.includes(':') ? `[${file.server.host}]` : file.server.host;
+  return {
+    ...file,
+    env: { mongodbUri, redisUrl, upstreamKeys, logLevel: env.LOG_LEVEL || 'info' },
+    source,
+    publicBaseUrl: (file.server.publicBaseUrl ?? `http://${host}:${file.server.port}`).replace(/\/+$/, ''),
+  };
+}
+
+/** Loads `.env` (if present), the config file (if any) and validates everything. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const dotenv = resolve(cwd, '.env');
+  if (env === process.env && existsSync(dotenv)) process.loadEnvFile(dotenv);
+  const file = findConfigFile(env, cwd);
+  let raw: unknown = {};
+  if (file) {
+    if (!existsSync(file)) throw new ConfigError(file, [`file not found (from GUILDGATE_CONFIG)`]);
+    const text = readFileSync(file, 'utf8');
+    try {
+      raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(file, [`cannot parse: ${(err as Error).message.split('\n')[0]}`]);
+    }
+  }
+  return buildConfig(raw, env, file);
+}
+
+/** Human notes about what a config leaves out (for startup and `config check`). */
+export function configWarnings(cfg: Config): string[] {
+  const notes: string[] = [];
+  if (!cfg.source) notes.push('No config file found (guildgate.yaml or GUILDGATE_CONFIG): running on defaults.');
+  if (Object.keys(cfg.upstreams).length === 0) {
+    notes.push(
+      'No upstreams configured: the relay has nothing to forward to. See guildgate.example.yaml, or try `npm run demo`.',
+    );
+  }
+  if (Object.keys(cfg.models).length === 0)
+    notes.push('No models configured: /v1/models is empty and every model answers 404.');
+  for (const [name, u] of Object.entries(cfg.upstreams)) {
+    if (u.apiKeyEnv && !cfg.env.upstreamKeys[name]) {
+      notes.push(`Upstream "${name}": environment variable ${u.apiKeyEnv} is not set; requests go without a key.`);
+    }
+  }
+  return notes;
+}

@@ -1,0 +1,164 @@
+// The one configuration schema. Secrets (API keys, URIs with passwords) come from the environment;
+// everything else from the config file. Parsed once at boot into a typed `Config`.
+import { z } from 'zod';
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only');
+const positiveInt = z.number().int().positive();
+
+export const tierSchema = z.strictObject({
+  /** Requests per minute per key. */
+  rpm: positiveInt,
+  /** Requests in flight per key. */
+  maxConcurrent: positiveInt.default(4),
+  /** Weighted tokens per budget day. */
+  tokensPerDay: positiveInt,
+  /** Public model names this tier may call; `*` means every configured model. */
+  models: z.array(z.string().min(1)).min(1).default(['*']),
+  /** Upper bound for `max_tokens`; requests asking for more are clamped to it. */
+  maxTokens: positiveInt.default(4096),
+});
+
+export const upstreamSchema = z.strictObject({
+  /** Base URL including the version path, e.g. https://api.openai.com/v1 */
+  baseUrl: z.url({ protocol: /^https?$/ }),
+  /** Name of the environment variable holding the provider API key (never the key itself). */
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name')
+    .optional(),
+  timeouts: z
+    .strictObject({
+      connectMs: positiveInt.default(5_000),
+      /** Until response headers arrive. */
+      firstByteMs: positiveInt.default(60_000),
+      /** Longest silence between two body chunks. */
+      idleMs: positiveInt.default(60_000),
+    })
+    .prefault({}),
+  /** Keep-alive connections per upstream. */
+  connections: positiveInt.default(64),
+});
+
+const routeSchema = z.strictObject({ upstream: name, model: z.string().min(1) });
+
+export const modelSchema = z.strictObject({
+  /** Tried in order; the next one is used on connect error, 5xx or 429 before the first byte. */
+  routes: z.array(routeSchema).min(1),
+  /** Tokens are multiplied by this when charged to the daily budget. */
+  tokenWeight: z.number().positive().default(1),
+  /** Which endpoints the model serves. */
+  kind: z.enum(['chat', 'embedding']).default('chat'),
+  ownedBy: z.string().default('guildgate'),
+});
+
+export const configSchema = z
+  .strictObject({
+    server: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Where users reach the relay; shown in snippets. Defaults to http://host:port. */
+        publicBaseUrl: z.url().optional(),
+        /** Largest accepted request body. */
+        bodyLimitBytes: positiveInt.default(2 * 1024 * 1024),
+        /** Express `trust proxy` setting: hops to trust for the client IP. */
+        trustProxy: z.union([z.boolean(), z.number().int().min(0)]).default(false),
+        /** How long in-flight requests may take to finish on shutdown. */
+        shutdownGraceMs: positiveInt.default(15_000),
+      })
+      .prefault({}),
+    /** Folder for the SQLite file (embedded backend). */
+    dataDir: z.string().default('./data'),
+    storage: z
+      .strictObject({
+        /** auto: MongoDB when MONGODB_URI is set, else SQLite. */
+        store: z.enum(['auto', 'sqlite', 'mongo']).default('auto'),
+        /** auto: Redis when REDIS_URL is set, else in-process. */
+        limits: z.enum(['auto', 'memory', 'redis']).default('auto'),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        /** IANA time zone in which the daily budget resets at midnight. */
+        budgetTimeZone: z.string().default('UTC'),
+        /** Failed authentications per IP per minute before 429. */
+        authFailuresPerMinute: positiveInt.default(20),
+        /** What to do when the shared limiter store (Redis) is down. */
+        onStoreFailure: z.enum(['open', 'closed']).default('open'),
+        /** How long a key lookup may be cached in-process. */
+        keyCacheTtlMs: z.number().int().min(0).default(1_000),
+      })
+      .prefault({}),
+    usage: z
+      .strictObject({
+        retentionDays: positiveInt.default(90),
+        flushIntervalMs: positiveInt.default(1_000),
+        batchSize: positiveInt.default(500),
+      })
+      .prefault({}),
+    defaultTier: name.default('free'),
+    tiers: z.record(name, tierSchema).default({
+      free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
+    }),
+    models: z.record(z.string().min(1), modelSchema).default({}),
+    upstreams: z.record(name, upstreamSchema).default({}),
+  })
+  .superRefine(
+    (cfg, ctx) => {
+      // Runs even when other fields failed, so one run reports every problem; hence the guards.
+      const tiers = cfg.tiers ?? {};
+      const models = cfg.models ?? {};
+      const upstreams = cfg.upstreams ?? {};
+      if (typeof cfg.defaultTier === 'string' && !Object.hasOwn(tiers, cfg.defaultTier)) {
+        ctx.addIssue({ code: 'custom', path: ['defaultTier'], message: `no tier named "${cfg.defaultTier}"` });
+      }
+      for (const [model, m] of Object.entries(models)) {
+        (Array.isArray(m?.routes) ? m.routes : []).forEach((r, i) => {
+          if (typeof r?.upstream === 'string' && !Object.hasOwn(upstreams, r.upstream)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['models', model, 'routes', i, 'upstream'],
+              message: `no upstream named "${r.upstream}"`,
+            });
+          }
+        });
+      }
+      for (const [tier, t] of Object.entries(tiers)) {
+        (Array.isArray(t?.models) ? t.models : []).forEach((m, i) => {
+          if (m !== '*' && !Object.hasOwn(models, m)) {
+            ctx.addIssue({ code: 'custom', path: ['tiers', tier, 'models', i], message: `no model named "${m}"` });
+          }
+        });
+      }
+      const zone = cfg.limits?.budgetTimeZone;
+      if (typeof zone === 'string') {
+        try {
+          new Intl.DateTimeFormat('en-US', { timeZone: zone });
+        } catch {
+          ctx.addIssue({ code: 'custom', path: ['limits', 'budgetTimeZone'], message: 'not an IANA time zone' });
+        }
+      }
+    },
+    { when: () => true },
+  );
+
+export type FileConfig = z.infer<typeof configSchema>;
+export type TierConfig = z.infer<typeof tierSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type ModelConfig = z.infer<typeof modelSchema>;
+
+/** Secrets and deployment switches read from the environment. */
+export interface EnvConfig {
+  mongodbUri: string | undefined;
+  redisUrl: string | undefined;
+  /** Resolved upstream API keys by upstream name (from each upstream's `apiKeyEnv`). */
+  upstreamKeys: Record<string, string | undefined>;
+  logLevel: string;
+}
+
+export interface Config extends FileConfig {
+  env: EnvConfig;
+  /** Where the config came from, for messages. */
+  source: string | null;
+  publicBaseUrl: string;
+}

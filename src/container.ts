@@ -1,0 +1,139 @@
+// The composition root: builds every adapter once from the config and hands out `Services`.
+// Nothing else constructs adapters, so tests build a container with whatever config they need.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import {
+  MemoryConcurrencyLimiter,
+  MemoryKeyEvents,
+  MemoryRateLimiter,
+  MemoryTokenBudget,
+} from './adapters/memory/limits.js';
+import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
+import { o200kTokenizer } from './adapters/tokenizer.js';
+import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
+import type { LimitDeps } from './app/admission.js';
+import { UsageRecorder } from './app/usage-recorder.js';
+import { KeyVerifier } from './app/verify-key.js';
+import type { Config } from './config/schema.js';
+import type { ConcurrencyLimiter, KeyEvents, RateLimiter, Store, TokenBudget, Upstream } from './domain/ports.js';
+import type { Services } from './services.js';
+
+/** Longest a request may hold a concurrency slot if its process dies without releasing it. */
+const LEASE_TTL_MS = 10 * 60_000;
+
+interface LimitAdapters {
+  rate: RateLimiter;
+  authFailures: RateLimiter;
+  concurrency: ConcurrencyLimiter;
+  budget: TokenBudget;
+  keyEvents: KeyEvents;
+  close(): Promise<void>;
+}
+
+function storeBackend(cfg: Config): 'sqlite' | 'mongo' {
+  if (cfg.storage.store === 'auto') return cfg.env.mongodbUri ? 'mongo' : 'sqlite';
+  return cfg.storage.store;
+}
+
+function limitsBackend(cfg: Config): 'memory' | 'redis' {
+  if (cfg.storage.limits === 'auto') return cfg.env.redisUrl ? 'redis' : 'memory';
+  return cfg.storage.limits;
+}
+
+async function openStore(cfg: Config, backend: 'sqlite' | 'mongo'): Promise<Store> {
+  if (backend === 'mongo') {
+    const { MongoStore } = await import('./adapters/mongo/mongo-store.js');
+    return MongoStore.connect(cfg.env.mongodbUri!, { retentionDays: cfg.usage.retentionDays });
+  }
+  const dir = resolve(cfg.dataDir);
+  mkdirSync(dir, { recursive: true });
+  return SqliteStore.open(join(dir, 'guildgate.db'));
+}
+
+function memoryLimits(): LimitAdapters {
+  return {
+    rate: new MemoryRateLimiter(),
+    authFailures: new MemoryRateLimiter(),
+    concurrency: new MemoryConcurrencyLimiter(),
+    budget: new MemoryTokenBudget(),
+    keyEvents: new MemoryKeyEvents(),
+    close: async () => {},
+  };
+}
+
+async function openLimits(cfg: Config, backend: 'memory' | 'redis', log: Logger): Promise<LimitAdapters> {
+  if (backend === 'memory') return memoryLimits();
+  const { openRedisLimits } = await import('./adapters/redis/open.js');
+  return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log);
+}
+
+export interface BuildOptions {
+  log: Logger;
+  now?: () => Date;
+  /** Replaces the upstream adapter (the demo command wires its own upstream through config instead). */
+  upstream?: Upstream;
+}
+
+export async function buildServices(config: Config, opts: BuildOptions): Promise<Services> {
+  const { log } = opts;
+  const now = opts.now ?? (() => new Date());
+  const backends = { store: storeBackend(config), limits: limitsBackend(config) };
+  const store = await openStore(config, backends.store);
+  let limits: LimitAdapters;
+  try {
+    limits = await openLimits(config, backends.limits, log);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const upstream = opts.upstream ?? new UndiciUpstream(config.upstreams, config.env.upstreamKeys);
+  const verifier = new KeyVerifier(store, config.limits.keyCacheTtlMs, now);
+  await verifier.listen(limits.keyEvents);
+  const usage = new UsageRecorder(
+    store,
+    {
+      batchSize: config.usage.batchSize,
+      flushIntervalMs: config.usage.flushIntervalMs,
+      timeZone: config.limits.budgetTimeZone,
+    },
+    log,
+  );
+  usage.start();
+
+  const limitDeps: LimitDeps = {
+    rate: limits.rate,
+    concurrency: limits.concurrency,
+    budget: limits.budget,
+    timeZone: config.limits.budgetTimeZone,
+    now,
+    leaseTtlMs: LEASE_TTL_MS,
+  };
+
+  let closed: Promise<void> | null = null;
+  return {
+    config,
+    log,
+    now,
+    store,
+    keyEvents: limits.keyEvents,
+    upstream,
+    tokenizer: o200kTokenizer,
+    verifier,
+    usage,
+    authFailures: limits.authFailures,
+    limits: limitDeps,
+    keys: { store, keyEvents: limits.keyEvents, now, tiers: config.tiers, defaultTier: config.defaultTier },
+    backends,
+    close() {
+      closed ??= (async () => {
+        await usage.stop(Date.now() + config.server.shutdownGraceMs);
+        await upstream.close();
+        await limits.keyEvents.close();
+        await limits.close();
+        await store.close();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+// The HTTP face for API clients: `createRelayApp(services)` returns an express app without
+// listening, so tests and the process entry mount it the same way.
+import express, { type Express } from 'express';
+import { NotFoundError } from '../domain/errors.js';
+import type { Services } from '../services.js';
+import { errorMapper } from './errors.js';
+import { accessLog } from './middleware/access-log.js';
+import { authenticate } from './middleware/auth.js';
+import { requestId } from './middleware/request-id.js';
+import { chatCompletionsRouter } from './routes/chat-completions.js';
+import { completionsRouter } from './routes/completions.js';
+import { embeddingsRouter } from './routes/embeddings.js';
+import { healthRouter } from './routes/health.js';
+import { modelsRouter } from './routes/models.js';
+
+export function createRelayApp(s: Services, opts: { isDraining?: () => boolean } = {}): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', s.config.server.trustProxy);
+  app.set('etag', false);
+  app.use(requestId);
+  app.use(accessLog(s.log));
+  app.use(healthRouter(s, opts.isDraining ?? (() => false)));
+
+  const v1 = express.Router();
+  // Auth first: an unauthenticated client learns nothing, not even body size limits.
+  v1.use(authenticate(s));
+  v1.use(express.json({ limit: s.config.server.bodyLimitBytes, type: () => true }));
+  v1.use(modelsRouter(s));
+  v1.use(chatCompletionsRouter(s));
+  v1.use(completionsRouter(s));
+  v1.use(embeddingsRouter(s));
+  v1.use((req) => {
+    throw new NotFoundError(`Unknown request URL: ${req.method} /v1${req.path}.`, 'unknown_url');
+  });
+  app.use('/v1', v1);
+  app.use((req) => {
+    throw new NotFoundError(`Unknown request URL: ${req.method} ${req.path}.`, 'unknown_url');
+  });
+  app.use(errorMapper(s.log));
+  return app;
+}

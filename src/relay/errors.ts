@@ -1,0 +1,71 @@
+// The one place errors become HTTP responses, always in OpenAI's shape:
+// { error: { message, type, param, code } }. Unknown errors are a generic 500 naming the request id.
+import type { ErrorRequestHandler, Response } from 'express';
+import { AppError, type OpenAIErrorType } from '../domain/errors.js';
+
+export interface ErrorBody {
+  error: { message: string; type: OpenAIErrorType | string; param: string | null; code: string | null };
+}
+
+export function errorBody(message: string, type: string, code: string | null, param: string | null = null): ErrorBody {
+  return { error: { message, type, param, code } };
+}
+
+export function sendError(res: Response, err: AppError): void {
+  res
+    .set(err.headers)
+    .status(err.status)
+    .json(errorBody(err.message, err.type, err.code, err.param));
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+export function errorMapper(log: { error(obj: object, msg: string): void }): ErrorRequestHandler {
+  return (err, _req, res, _next) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof AppError) return sendError(res, err);
+    const bp = err as BodyParserError;
+    if (bp.type === 'entity.too.large') {
+      res
+        .status(413)
+        .json(
+          errorBody(
+            `Request body too large: the limit is ${bp.limit} bytes.`,
+            'invalid_request_error',
+            'request_too_large',
+          ),
+        );
+      return;
+    }
+    if (bp.type === 'entity.parse.failed' || bp.type === 'encoding.unsupported' || bp.type === 'charset.unsupported') {
+      res
+        .status(400)
+        .json(
+          errorBody(
+            'We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.',
+            'invalid_request_error',
+            'invalid_json',
+          ),
+        );
+      return;
+    }
+    const requestId = String(res.locals.requestId ?? 'unknown');
+    log.error({ err, requestId }, 'unhandled error');
+    res
+      .status(500)
+      .json(
+        errorBody(
+          `The server had an error while processing your request. Request id: ${requestId}.`,
+          'api_error',
+          'internal_error',
+        ),
+      );
+  };
+}

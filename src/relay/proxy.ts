@@ -1,0 +1,380 @@
+// Relays one admitted request to an upstream and answers the client: JSON passes through as
+// received; SSE is forwarded event by event as it arrives. Whatever happens (success, upstream
+// error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
+// record is written.
+import type { Request, Response } from 'express';
+import { type Admission, admit, settle } from '../app/admission.js';
+import { forward } from '../app/forward.js';
+import type { ModelConfig, TierConfig } from '../config/schema.js';
+import { AppError, UpstreamUnavailableError } from '../domain/errors.js';
+import type { UpstreamResponse } from '../domain/ports.js';
+import { SseParser } from '../domain/sse.js';
+import type { KeyRecord, UsageRecord, UsageStatus } from '../domain/types.js';
+import type { Services } from '../services.js';
+import { errorBody, sendError } from './errors.js';
+
+export interface RelayCall {
+  endpoint: UsageRecord['endpoint'];
+  path: string;
+  modelName: string;
+  model: ModelConfig;
+  body: Record<string, unknown>;
+  promptTokens: number;
+  stream: boolean;
+  /** Which field carries the completion cap: chat accepts `max_completion_tokens` too. */
+  maxTokensField: 'max_tokens' | 'max_completion_tokens' | null;
+  requestedMaxTokens: number | null;
+  choices: number;
+}
+
+interface Outcome {
+  status: UsageStatus;
+  httpStatus: number;
+  promptTokens: number;
+  completionTokens: number;
+  estimated: boolean;
+  upstream: string | null;
+}
+
+/** Largest upstream body (JSON answer or error) read into memory. */
+const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
+const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > MAX_BUFFERED_BODY) throw new UpstreamUnavailableError('The upstream response was too large.');
+    parts.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(parts);
+}
+
+function parseJson(buf: Buffer): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(buf.toString('utf8'));
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+interface UsageShape {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+}
+
+function readUsage(obj: Record<string, unknown> | null): { prompt: number; completion: number } | null {
+  const u = obj?.usage as UsageShape | null | undefined;
+  if (!u || typeof u.prompt_tokens !== 'number') return null;
+  return { prompt: u.prompt_tokens, completion: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
+}
+
+/** Text the model produced in a JSON answer or a stream chunk (chat and legacy completions). */
+function producedText(obj: Record<string, unknown> | null): string {
+  const choices = obj?.choices;
+  if (!Array.isArray(choices)) return '';
+  let text = '';
+  for (const c of choices as Array<Record<string, unknown>>) {
+    const msg = (c.delta ?? c.message) as Record<string, unknown> | undefined;
+    if (typeof msg?.content === 'string') text += msg.content;
+    if (msg?.tool_calls !== undefined) text += JSON.stringify(msg.tool_calls);
+    if (typeof c.text === 'string') text += c.text;
+  }
+  return text;
+}
+
+function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...call.body };
+  if (call.maxTokensField) {
+    const asked = call.requestedMaxTokens;
+    body[call.maxTokensField] = asked === null ? adm.maxCompletionTokens : Math.min(asked, adm.maxCompletionTokens);
+  }
+  if (call.stream) {
+    // Always ask for usage so the budget is settled from the provider's own count.
+    body.stream_options = { ...(call.body.stream_options as object | null | undefined), include_usage: true };
+  }
+  return body;
+}
+
+/** Maps a non-2xx upstream answer to what the client gets. 4xx bodies pass through in OpenAI shape. */
+async function relayUpstreamError(res: Response, r: UpstreamResponse, upstream: string): Promise<number> {
+  const raw = await readAll(r.body).catch(() => Buffer.alloc(0));
+  const json = parseJson(raw);
+  const err = json?.error as Record<string, unknown> | undefined;
+  const message = typeof err?.message === 'string' ? err.message : null;
+  if (r.status === 429) {
+    const retry = r.headers['retry-after'];
+    res.set('retry-after', retry && /^\d+$/.test(retry) ? retry : '1');
+    res
+      .status(503)
+      .json(
+        errorBody(
+          'The upstream provider is rate limiting the relay. Try again shortly.',
+          'service_unavailable',
+          'upstream_rate_limited',
+        ),
+      );
+    return 503;
+  }
+  if (r.status >= 500) {
+    res
+      .status(502)
+      .json(
+        errorBody(
+          `The upstream provider "${upstream}" failed (HTTP ${r.status})${message ? `: ${message}` : '.'}`,
+          'api_error',
+          'upstream_error',
+        ),
+      );
+    return 502;
+  }
+  if (err && message !== null) {
+    res
+      .status(r.status)
+      .json(
+        errorBody(
+          message,
+          typeof err.type === 'string' ? err.type : 'invalid_request_error',
+          typeof err.code === 'string' ? err.code : null,
+          typeof err.param === 'string' ? err.param : null,
+        ),
+      );
+  } else {
+    res
+      .status(r.status)
+      .json(errorBody(`The upstream provider rejected the request (HTTP ${r.status}).`, 'invalid_request_error', null));
+  }
+  return r.status;
+}
+
+async function relayJson(
+  s: Services,
+  res: Response,
+  r: UpstreamResponse,
+  call: RelayCall,
+): Promise<Omit<Outcome, 'upstream'>> {
+  const raw = await readAll(r.body);
+  const json = parseJson(raw);
+  if (!json) {
+    res
+      .status(502)
+      .json(errorBody('The upstream provider sent an invalid JSON response.', 'api_error', 'bad_upstream_response'));
+    return { status: 'upstream_error', httpStatus: 502, promptTokens: 0, completionTokens: 0, estimated: false };
+  }
+  res.status(200).type('application/json').send(raw);
+  const usage = readUsage(json);
+  if (usage) {
+    return {
+      status: 'ok',
+      httpStatus: 200,
+      promptTokens: usage.prompt,
+      completionTokens: usage.completion,
+      estimated: false,
+    };
+  }
+  return {
+    status: 'ok',
+    httpStatus: 200,
+    promptTokens: call.promptTokens,
+    completionTokens: s.tokenizer.count(producedText(json)),
+    estimated: true,
+  };
+}
+
+function write(res: Response, data: string): Promise<void> {
+  if (res.write(data)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+async function relayStream(
+  s: Services,
+  res: Response,
+  r: UpstreamResponse,
+  call: RelayCall,
+  signal: AbortSignal,
+): Promise<Omit<Outcome, 'upstream'>> {
+  const clientWantsUsage = (call.body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage;
+  res.status(200);
+  res.set({
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  let pending = '';
+  let delivered = '';
+  let usage: { prompt: number; completion: number } | null = null;
+  let failure: unknown = null;
+
+  const handle = async (raw: string) => {
+    let forwardIt = true;
+    for (const ev of parser.push(raw)) {
+      if (ev.data === '[DONE]') continue;
+      let obj: Record<string, unknown> | null = null;
+      try {
+        obj = JSON.parse(ev.data);
+      } catch {
+        continue;
+      }
+      const u = readUsage(obj);
+      if (u) usage = u;
+      // The usage-only chunk we asked for on the client's behalf is not theirs to see.
+      if (u && !clientWantsUsage && Array.isArray(obj?.choices) && obj.choices.length === 0) forwardIt = false;
+      delivered += producedText(obj);
+    }
+    if (forwardIt) await write(res, raw);
+  };
+
+  try {
+    for await (const chunk of r.body) {
+      pending += decoder.decode(chunk, { stream: true });
+      for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
+        const end = m.index + m[0].length;
+        await handle(pending.slice(0, end));
+        pending = pending.slice(end);
+      }
+    }
+    pending += decoder.decode();
+    if (pending) await handle(pending);
+  } catch (err) {
+    failure = err;
+  }
+
+  const aborted = signal.aborted;
+  if (failure && !aborted) {
+    s.log.warn({ err: failure, requestId: res.locals.requestId }, 'upstream stream failed mid-way');
+    const body = errorBody(
+      'The upstream stream failed before completing. The partial response above is all that was received.',
+      'api_error',
+      'upstream_stream_error',
+    );
+    await write(res, `data: ${JSON.stringify(body)}\n\n`);
+  }
+  res.end();
+
+  const status: UsageStatus = aborted ? 'aborted' : failure ? 'upstream_error' : 'ok';
+  const complete = usage as { prompt: number; completion: number } | null;
+  if (complete && !aborted && !failure) {
+    return {
+      status,
+      httpStatus: 200,
+      promptTokens: complete.prompt,
+      completionTokens: complete.completion,
+      estimated: false,
+    };
+  }
+  // No usage from the provider, or the stream ended early: charge what was delivered.
+  return {
+    status,
+    httpStatus: 200,
+    promptTokens: complete?.prompt ?? call.promptTokens,
+    completionTokens: s.tokenizer.count(delivered),
+    estimated: true,
+  };
+}
+
+export async function relayCall(
+  s: Services,
+  req: Request,
+  res: Response,
+  call: RelayCall,
+  auth: { key: KeyRecord; tier: TierConfig },
+): Promise<void> {
+  const started = performance.now();
+  const requestId = String(res.locals.requestId);
+  const adm = await admit(s.limits, {
+    requestId,
+    key: auth.key,
+    tier: auth.tier,
+    weight: call.model.tokenWeight,
+    promptTokens: call.promptTokens,
+    requestedMaxTokens: call.requestedMaxTokens,
+    choices: call.choices,
+    completions: call.endpoint !== 'embeddings',
+  });
+  res.set(adm.headers);
+
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort();
+  };
+  res.on('close', onClose);
+  req.on('aborted', onClose);
+
+  let outcome: Outcome = {
+    status: 'upstream_error',
+    httpStatus: 502,
+    promptTokens: 0,
+    completionTokens: 0,
+    estimated: false,
+    upstream: null,
+  };
+  try {
+    const fwd = await forward(
+      s.upstream,
+      call.model,
+      { path: call.path, body: upstreamBody(call, adm), requestId, signal: controller.signal },
+      (info) => s.log.warn({ requestId, ...info }, 'upstream failed before first byte; failing over'),
+    );
+    outcome.upstream = fwd.upstream;
+    const r = fwd.response;
+    const isSse = (r.headers['content-type'] ?? '').includes('text/event-stream');
+    if (r.status < 200 || r.status >= 300) {
+      const httpStatus = await relayUpstreamError(res, r, fwd.upstream);
+      outcome = { ...outcome, status: httpStatus < 500 ? 'client_error' : 'upstream_error', httpStatus };
+    } else if (call.stream && isSse) {
+      outcome = { ...(await relayStream(s, res, r, call, controller.signal)), upstream: fwd.upstream };
+    } else {
+      outcome = { ...(await relayJson(s, res, r, call)), upstream: fwd.upstream };
+    }
+  } catch (err) {
+    if (controller.signal.aborted) {
+      outcome = { ...outcome, status: 'aborted', httpStatus: 499 };
+    } else if (err instanceof AppError) {
+      outcome = { ...outcome, httpStatus: err.status };
+      if (!res.headersSent) sendError(res, err);
+    } else {
+      throw err;
+    }
+  } finally {
+    res.off('close', onClose);
+    await finish(s, adm, call, outcome, started).catch((err) =>
+      s.log.error({ err, requestId }, 'settling the request failed'),
+    );
+  }
+}
+
+async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, started: number): Promise<void> {
+  const charged = await settle(s.limits, adm, { promptTokens: o.promptTokens, completionTokens: o.completionTokens });
+  s.usage.record({
+    requestId: adm.requestId,
+    keyId: adm.key.id,
+    discordId: adm.key.discordId,
+    model: call.modelName,
+    upstream: o.upstream,
+    endpoint: call.endpoint,
+    promptTokens: o.promptTokens,
+    completionTokens: o.completionTokens,
+    chargedTokens: charged,
+    estimated: o.estimated,
+    status: o.status,
+    httpStatus: o.httpStatus,
+    latencyMs: Math.round(performance.now() - started),
+    stream: call.stream,
+    createdAt: s.now(),
+  });
+}

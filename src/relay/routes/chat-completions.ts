@@ -1,0 +1,36 @@
+import { Router } from 'express';
+import { resolveModel } from '../../domain/model-access.js';
+import { estimateChatPrompt } from '../../domain/token-estimate.js';
+import type { Services } from '../../services.js';
+import type { AuthContext } from '../middleware/auth.js';
+import { relayCall } from '../proxy.js';
+import { chatBody, parseBody } from '../validate.js';
+
+export function chatCompletionsRouter(s: Services): Router {
+  const r = Router();
+  r.post('/chat/completions', async (req, res) => {
+    const auth = res.locals.auth as AuthContext;
+    const body = parseBody(chatBody, req.body);
+    const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
+    const field = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    await relayCall(
+      s,
+      req,
+      res,
+      {
+        endpoint: 'chat.completions',
+        path: '/chat/completions',
+        modelName: body.model,
+        model,
+        body,
+        promptTokens: estimateChatPrompt(body.messages, s.tokenizer, body.tools ?? body.functions),
+        stream: body.stream === true,
+        maxTokensField: field,
+        requestedMaxTokens: body[field] ?? null,
+        choices: body.n ?? 1,
+      },
+      auth,
+    );
+  });
+  return r;
+}

@@ -1,0 +1,36 @@
+import { Router } from 'express';
+import { resolveModel } from '../../domain/model-access.js';
+import { estimateTextInput } from '../../domain/token-estimate.js';
+import type { Services } from '../../services.js';
+import type { AuthContext } from '../middleware/auth.js';
+import { relayCall } from '../proxy.js';
+import { completionBody, parseBody } from '../validate.js';
+
+/** Legacy text completions. */
+export function completionsRouter(s: Services): Router {
+  const r = Router();
+  r.post('/completions', async (req, res) => {
+    const auth = res.locals.auth as AuthContext;
+    const body = parseBody(completionBody, req.body);
+    const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
+    await relayCall(
+      s,
+      req,
+      res,
+      {
+        endpoint: 'completions',
+        path: '/completions',
+        modelName: body.model,
+        model,
+        body,
+        promptTokens: estimateTextInput(body.prompt, s.tokenizer),
+        stream: body.stream === true,
+        maxTokensField: 'max_tokens',
+        requestedMaxTokens: body.max_tokens ?? null,
+        choices: body.n ?? 1,
+      },
+      auth,
+    );
+  });
+  return r;
+}

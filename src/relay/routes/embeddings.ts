@@ -1,0 +1,35 @@
+import { Router } from 'express';
+import { resolveModel } from '../../domain/model-access.js';
+import { estimateTextInput } from '../../domain/token-estimate.js';
+import type { Services } from '../../services.js';
+import type { AuthContext } from '../middleware/auth.js';
+import { relayCall } from '../proxy.js';
+import { embeddingBody, parseBody } from '../validate.js';
+
+export function embeddingsRouter(s: Services): Router {
+  const r = Router();
+  r.post('/embeddings', async (req, res) => {
+    const auth = res.locals.auth as AuthContext;
+    const body = parseBody(embeddingBody, req.body);
+    const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'embedding');
+    await relayCall(
+      s,
+      req,
+      res,
+      {
+        endpoint: 'embeddings',
+        path: '/embeddings',
+        modelName: body.model,
+        model,
+        body,
+        promptTokens: estimateTextInput(body.input, s.tokenizer),
+        stream: false,
+        maxTokensField: null,
+        requestedMaxTokens: null,
+        choices: 1,
+      },
+      auth,
+    );
+  });
+  return r;
+}

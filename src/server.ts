@@ -1,0 +1,58 @@
+// Runs the relay over HTTP with graceful shutdown: stop accepting, let in-flight requests finish up
+// to the grace deadline, flush usage, close the store.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { buildServices } from './container.js';
+import type { Upstream } from './domain/ports.js';
+import { createRelayApp } from './relay/app.js';
+import type { Services } from './services.js';
+
+export interface RunningRelay {
+  services: Services;
+  server: Server;
+  url: string;
+  /** Graceful stop; resolves when everything is closed. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startRelay(
+  config: Config,
+  opts: { log: Logger; upstream?: Upstream; now?: () => Date },
+): Promise<RunningRelay> {
+  const services = await buildServices(config, opts);
+  let draining = false;
+  const app = createRelayApp(services, { isDraining: () => draining });
+  const server = app.listen(config.server.port, config.server.host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  }).catch(async (err) => {
+    await services.close();
+    throw err;
+  });
+  // Streams can be long; the per-upstream idle timeout guards them instead of the socket timeout.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      draining = true;
+      const deadline = Date.now() + config.server.shutdownGraceMs;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
+      await closed;
+      clearTimeout(timer);
+      await services.close();
+    })();
+    return stopping;
+  };
+  return { services, server, url, stop };
+}

@@ -1,0 +1,28 @@
+// What the composition root hands to the relay, the CLI, the bot and the web: every adapter built
+// once, behind its port.
+import type { Logger } from 'pino';
+import type { LimitDeps } from './app/admission.js';
+import type { KeyDeps } from './app/keys.js';
+import type { UsageRecorder } from './app/usage-recorder.js';
+import type { KeyVerifier } from './app/verify-key.js';
+import type { Config } from './config/schema.js';
+import type { KeyEvents, RateLimiter, Store, Tokenizer, Upstream } from './domain/ports.js';
+
+export interface Services {
+  config: Config;
+  log: Logger;
+  now: () => Date;
+  store: Store;
+  keyEvents: KeyEvents;
+  upstream: Upstream;
+  tokenizer: Tokenizer;
+  verifier: KeyVerifier;
+  usage: UsageRecorder;
+  /** Failed authentications per client IP. */
+  authFailures: RateLimiter;
+  limits: LimitDeps;
+  keys: KeyDeps;
+  /** Which backends are in use, for logs and /readyz. */
+  backends: { store: 'sqlite' | 'mongo'; limits: 'memory' | 'redis' };
+  close(): Promise<void>;
+}

@@ -1,0 +1,278 @@
+// One behaviour for every limits backend: each adapter set must pass this suite unchanged.
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ConcurrencyLimiter, KeyEvents, RateLimiter, TokenBudget } from '../../src/domain/ports.js';
+
+export interface LimitsUnderTest {
+  rate: RateLimiter;
+  concurrency: ConcurrencyLimiter;
+  budget: TokenBudget;
+  events: KeyEvents;
+  cleanup(): Promise<void>;
+}
+
+const unique = (label: string) => `${label}-${randomUUID().slice(0, 8)}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `make` is called more than once: the events cases treat two results as two replicas. */
+export function runLimitsContract(name: string, make: () => Promise<LimitsUnderTest>): void {
+  describe(`limits contract: ${name}`, () => {
+    const made: LimitsUnderTest[] = [];
+    const build = async () => {
+      const l = await make();
+      made.push(l);
+      return l;
+    };
+    let shared: LimitsUnderTest | undefined;
+    const limits = async () => {
+      shared ??= await build();
+      return shared;
+    };
+    afterAll(async () => {
+      for (const l of made) await l.cleanup();
+    });
+
+    describe('rate limiter', () => {
+      it('allows exactly perMinute requests in a window, then refuses until it resets', async () => {
+        const { rate } = await limits();
+        const subject = unique('rpm');
+        const remaining: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const d = await rate.consume(subject, 5);
+          expect(d.allowed).toBe(true);
+          expect(d.limit).toBe(5);
+          remaining.push(d.remaining);
+        }
+        expect(remaining).toEqual([4, 3, 2, 1, 0]);
+        const refused = await rate.consume(subject, 5);
+        expect(refused).toMatchObject({ allowed: false, limit: 5, remaining: 0 });
+        expect(refused.resetMs).toBeGreaterThan(0);
+        expect(refused.resetMs).toBeLessThanOrEqual(60_000);
+      });
+
+      it('counts each subject on its own', async () => {
+        const { rate } = await limits();
+        const a = unique('rpm-a');
+        const b = unique('rpm-b');
+        expect((await rate.consume(a, 1)).allowed).toBe(true);
+        expect((await rate.consume(a, 1)).allowed).toBe(false);
+        expect((await rate.consume(b, 1)).allowed).toBe(true);
+      });
+
+      it('keeps separate counts for different limits of one subject', async () => {
+        const { rate } = await limits();
+        const subject = unique('rpm-tier');
+        expect((await rate.consume(subject, 1)).allowed).toBe(true);
+        const other = await rate.consume(subject, 3);
+        expect(other).toMatchObject({ allowed: true, limit: 3, remaining: 2 });
+      });
+    });
+
+    describe('concurrency limiter', () => {
+      it('grants up to max leases, refuses beyond, and a release frees a slot', async () => {
+        const { concurrency } = await limits();
+        const subject = unique('conc');
+        expect(await concurrency.acquire(subject, 'l1', 2, 30_000)).toEqual({ ok: true, active: 1 });
+        expect(await concurrency.acquire(subject, 'l2', 2, 30_000)).toEqual({ ok: true, active: 2 });
+        expect(await concurrency.acquire(subject, 'l3', 2, 30_000)).toEqual({ ok: false, active: 2 });
+        await concurrency.release(subject, 'l1');
+        expect(await concurrency.acquire(subject, 'l3', 2, 30_000)).toEqual({ ok: true, active: 2 });
+      });
+
+      it('re-acquiring a held lease does not take another slot', async () => {
+        const { concurrency } = await limits();
+        const subject = unique('conc-again');
+        expect(await concurrency.acquire(subject, 'l1', 1, 30_000)).toEqual({ ok: true, active: 1 });
+        expect(await concurrency.acquire(subject, 'l1', 1, 30_000)).toEqual({ ok: true, active: 1 });
+      });
+
+      it('releasing an unknown lease changes nothing', async () => {
+        const { concurrency } = await limits();
+        const subject = unique('conc-unknown');
+        await concurrency.release(subject, 'never-acquired');
+        expect(await concurrency.acquire(subject, 'l1', 1, 30_000)).toEqual({ ok: true, active: 1 });
+        await concurrency.release(subject, 'never-acquired');
+        expect(await concurrency.acquire(subject, 'l2', 1, 30_000)).toEqual({ ok: false, active: 1 });
+      });
+
+      it('an expired lease frees its slot without a release', async () => {
+        const { concurrency } = await limits();
+        const subject = unique('conc-ttl');
+        expect((await concurrency.acquire(subject, 'crashed', 1, 200)).ok).toBe(true);
+        expect((await concurrency.acquire(subject, 'next', 1, 30_000)).ok).toBe(false);
+        // Bounded poll rather than a fixed sleep: the slot must free up, however slow the machine.
+        let freed = false;
+        for (let i = 0; i < 100 && !freed; i++) {
+          await sleep(50);
+          freed = (await concurrency.acquire(subject, 'next', 1, 30_000)).ok;
+        }
+        expect(freed).toBe(true);
+      });
+    });
+
+    describe('token budget', () => {
+      const day = '2030-01-15';
+      const reserveArgs = (subject: string, requestId: string, min: number, max: number, limit = 1000) => ({
+        subject,
+        day,
+        requestId,
+        min,
+        max,
+        limit,
+      });
+
+      it('grants max when it fits', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget');
+        expect(await budget.reserve(reserveArgs(subject, 'r1', 10, 100))).toEqual({
+          ok: true,
+          granted: 100,
+          used: 100,
+          limit: 1000,
+        });
+        expect(await budget.used(subject, day)).toBe(100);
+      });
+
+      it('grants what is left when that is at least min', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-partial');
+        await budget.reserve(reserveArgs(subject, 'r1', 950, 950));
+        expect(await budget.reserve(reserveArgs(subject, 'r2', 10, 100))).toEqual({
+          ok: true,
+          granted: 50,
+          used: 1000,
+          limit: 1000,
+        });
+      });
+
+      it('refuses when less than min fits, and takes nothing', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-refuse');
+        await budget.reserve(reserveArgs(subject, 'r1', 995, 995));
+        expect(await budget.reserve(reserveArgs(subject, 'r2', 10, 100))).toEqual({
+          ok: false,
+          granted: 0,
+          used: 995,
+          limit: 1000,
+        });
+        expect(await budget.used(subject, day)).toBe(995);
+      });
+
+      it('refuses a spent budget even when min is 0', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-spent');
+        await budget.reserve(reserveArgs(subject, 'r1', 1000, 1000));
+        expect(await budget.reserve(reserveArgs(subject, 'r2', 0, 100))).toMatchObject({ ok: false, granted: 0 });
+      });
+
+      it('settle replaces the reservation by the actual amount', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-settle');
+        await budget.reserve(reserveArgs(subject, 'r1', 10, 100));
+        expect(await budget.settle({ subject, day, requestId: 'r1', actual: 40 })).toEqual({ used: 40 });
+        expect(await budget.used(subject, day)).toBe(40);
+      });
+
+      it('a second settle of the same request changes nothing', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-twice');
+        await budget.reserve(reserveArgs(subject, 'r1', 10, 100));
+        await budget.settle({ subject, day, requestId: 'r1', actual: 40 });
+        expect(await budget.settle({ subject, day, requestId: 'r1', actual: 40 })).toEqual({ used: 40 });
+        expect(await budget.settle({ subject, day, requestId: 'r1', actual: 70 })).toEqual({ used: 40 });
+        expect(await budget.used(subject, day)).toBe(40);
+      });
+
+      it('settling an unknown reservation charges the actual amount once', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-unknown');
+        expect(await budget.settle({ subject, day, requestId: 'lost', actual: 25 })).toEqual({ used: 25 });
+        expect(await budget.settle({ subject, day, requestId: 'lost', actual: 25 })).toEqual({ used: 25 });
+        expect(await budget.used(subject, day)).toBe(25);
+      });
+
+      it('reserving again under the same requestId returns the first grant', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-retry');
+        await budget.reserve(reserveArgs(subject, 'r1', 10, 100));
+        expect(await budget.reserve(reserveArgs(subject, 'r1', 10, 100))).toEqual({
+          ok: true,
+          granted: 100,
+          used: 100,
+          limit: 1000,
+        });
+      });
+
+      it('50 concurrent reservations never take the total past the limit', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-race');
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => budget.reserve(reserveArgs(subject, `r${i}`, 10, 30))),
+        );
+        const granted = results.reduce((sum, r) => sum + r.granted, 0);
+        // 33 × 30 = 990, then one grant of the last 10 (= min), the other 16 refused.
+        expect(granted).toBe(1000);
+        expect(results.filter((r) => r.ok)).toHaveLength(34);
+        expect(results.filter((r) => !r.ok).every((r) => r.granted === 0)).toBe(true);
+        expect(await budget.used(subject, day)).toBe(1000);
+      });
+
+      it('each day has its own budget', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-days');
+        await budget.reserve(reserveArgs(subject, 'r1', 1000, 1000));
+        const nextDay = await budget.reserve({ ...reserveArgs(subject, 'r2', 10, 100), day: '2030-01-16' });
+        expect(nextDay).toEqual({ ok: true, granted: 100, used: 100, limit: 1000 });
+        expect(await budget.used(subject, day)).toBe(1000);
+        expect(await budget.used(subject, '2030-01-16')).toBe(100);
+      });
+
+      it('rejects malformed arguments as caller errors', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-bad');
+        await expect(budget.reserve({ ...reserveArgs(subject, 'r1', 1, 10), day: '15/01/2030' })).rejects.toThrow(
+          RangeError,
+        );
+        await expect(budget.settle({ subject, day, requestId: 'r1', actual: 1.5 })).rejects.toThrow(RangeError);
+      });
+    });
+
+    describe('key events', () => {
+      it('a publish on one replica reaches subscribers on every replica', async () => {
+        const publisher = await build();
+        const listener = await build();
+        const hash = `hash-${randomUUID()}`;
+        const heard = (events: KeyEvents) =>
+          new Promise<string>((resolve) => {
+            void events.subscribe((h) => {
+              if (h === hash) resolve(h);
+            });
+          });
+        const onListener = heard(listener.events);
+        const onPublisher = heard(publisher.events);
+        // Subscriptions are confirmed before subscribe() resolves; wait for both before publishing.
+        await listener.events.subscribe(() => {});
+        await publisher.events.subscribe(() => {});
+        await publisher.events.publish(hash);
+        expect(await onListener).toBe(hash);
+        expect(await onPublisher).toBe(hash);
+      });
+
+      it('a closed instance hears nothing more', async () => {
+        const publisher = await build();
+        const closed = await build();
+        const heard: string[] = [];
+        await closed.events.subscribe((h) => heard.push(h));
+        await closed.events.close();
+        // A live subscriber on the publisher side tells us when the event has gone round.
+        const delivered = new Promise<void>((resolve) => {
+          void publisher.events.subscribe(() => resolve());
+        });
+        await publisher.events.subscribe(() => {});
+        await publisher.events.publish('after-close');
+        await delivered;
+        expect(heard).toEqual([]);
+      });
+    });
+  });
+}
