@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { scheduleRetention } from './app/retention.js';
 import type { Config } from './config/schema.js';
 import { buildServices } from './container.js';
 import type { Upstream } from './domain/ports.js';
@@ -36,6 +37,8 @@ export async function startRelay(
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
 
+  const stopRetention = scheduleRetention(services.store, config.usage.retentionDays, services.now, services.log);
+
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
@@ -44,6 +47,7 @@ export async function startRelay(
   const stop = () => {
     stopping ??= (async () => {
       draining = true;
+      stopRetention();
       const deadline = Date.now() + config.server.shutdownGraceMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

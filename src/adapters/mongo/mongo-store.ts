@@ -4,7 +4,7 @@
 // - conditional key updates: one findOneAndUpdate whose filter carries the status condition;
 // - idempotent usage: the request id is the _id, and only records the insert really stored are
 //   added to the daily aggregates, with `$inc` upserts (never read-modify-write).
-import { createConnection, type Connection, Types } from 'mongoose';
+import { type Connection, createConnection, Types } from 'mongoose';
 import { LiveKeyExistsError } from '../../domain/errors.js';
 import type { Store } from '../../domain/ports.js';
 import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, KeyStatus, UsageRecord, User } from '../../domain/types.js';
