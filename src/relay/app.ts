@@ -6,6 +6,7 @@ import type { Services } from '../services.js';
 import { errorMapper } from './errors.js';
 import { accessLog } from './middleware/access-log.js';
 import { authenticate } from './middleware/auth.js';
+import { cors } from './middleware/cors.js';
 import { requestId } from './middleware/request-id.js';
 import { chatCompletionsRouter } from './routes/chat-completions.js';
 import { completionsRouter } from './routes/completions.js';
@@ -23,6 +24,7 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   app.use(healthRouter(s, opts.isDraining ?? (() => false)));
 
   const v1 = express.Router();
+  v1.use(cors);
   // Auth first: an unauthenticated client learns nothing, not even body size limits.
   v1.use(authenticate(s));
   v1.use(express.json({ limit: s.config.server.bodyLimitBytes, type: () => true }));

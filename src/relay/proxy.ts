@@ -2,7 +2,7 @@
 // received; SSE is forwarded event by event as it arrives. Whatever happens (success, upstream
 // error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
 // record is written.
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import { type Admission, admit, settle } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import type { ModelConfig, TierConfig } from '../config/schema.js';
@@ -289,7 +289,6 @@ async function relayStream(
 
 export async function relayCall(
   s: Services,
-  req: Request,
   res: Response,
   call: RelayCall,
   auth: { key: KeyRecord; tier: TierConfig },
@@ -313,7 +312,6 @@ export async function relayCall(
     if (!res.writableFinished) controller.abort();
   };
   res.on('close', onClose);
-  req.on('aborted', onClose);
 
   let outcome: Outcome = {
     status: 'upstream_error',

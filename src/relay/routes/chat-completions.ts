@@ -15,7 +15,6 @@ export function chatCompletionsRouter(s: Services): Router {
     const field = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     await relayCall(
       s,
-      req,
       res,
       {
         endpoint: 'chat.completions',

@@ -15,7 +15,6 @@ export function completionsRouter(s: Services): Router {
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
     await relayCall(
       s,
-      req,
       res,
       {
         endpoint: 'completions',

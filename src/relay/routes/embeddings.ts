@@ -14,7 +14,6 @@ export function embeddingsRouter(s: Services): Router {
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'embedding');
     await relayCall(
       s,
-      req,
       res,
       {
         endpoint: 'embeddings',
