@@ -123,7 +123,14 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     usage,
     authFailures: limits.authFailures,
     limits: limitDeps,
-    keys: { store, keyEvents: limits.keyEvents, now, tiers: config.tiers, defaultTier: config.defaultTier },
+    keys: {
+      store,
+      keyEvents: limits.keyEvents,
+      now,
+      tiers: config.tiers,
+      defaultTier: config.defaultTier,
+      gates: config.gates,
+    },
     backends,
     close() {
       closed ??= (async () => {

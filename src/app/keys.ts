@@ -1,6 +1,7 @@
 // Key lifecycle use cases. The CLI, the Discord bot and the web dashboard all call these, so every
 // path through them writes the same audit entries and tells every replica to drop cached lookups.
 import { LiveKeyExistsError } from '../domain/errors.js';
+import { checkGates, type GateConfig, type GateName, type MemberFacts } from '../domain/gates.js';
 import { newId } from '../domain/ids.js';
 import { generateKey } from '../domain/keys.js';
 import type { KeyEvents, Store } from '../domain/ports.js';
@@ -12,10 +13,12 @@ export interface KeyDeps {
   now: () => Date;
   tiers: Record<string, unknown>;
   defaultTier: string;
+  gates: GateConfig;
 }
 
 export type KeyFailure =
   | { ok: false; code: 'BANNED'; message: string }
+  | { ok: false; code: 'GATE_FAILED'; gate: GateName; message: string }
   | { ok: false; code: 'KEY_EXISTS'; message: string; existing: KeyRecord | null }
   | { ok: false; code: 'NOT_FOUND'; message: string }
   | { ok: false; code: 'WRONG_STATUS'; message: string; status: KeyStatus }
@@ -45,14 +48,22 @@ export async function findLiveKey(deps: Pick<KeyDeps, 'store'>, discordId: strin
   return keys.find((k) => k.status !== 'revoked') ?? null;
 }
 
-/** Issues a key for a Discord user: one live key per user, none for banned users. */
+/**
+ * Issues a key for a Discord user: one live key per user, none for banned users. Self-service
+ * faces (bot, web) pass what Discord says about the member and the gates apply; an operator
+ * issuing from the CLI passes no member facts and bypasses them.
+ */
 export async function issueKey(
   deps: KeyDeps,
-  input: { discordId: string; actor: string; tier?: string; expiresAt?: Date | null },
+  input: { discordId: string; actor: string; tier?: string; expiresAt?: Date | null; member?: MemberFacts },
 ): Promise<IssuedKey | KeyFailure> {
   const tier = input.tier ?? deps.defaultTier;
   if (!(tier in deps.tiers)) return unknownTier(tier);
   const now = deps.now();
+  if (input.member) {
+    const gate = checkGates(input.member, deps.gates, now);
+    if (!gate.ok) return { ok: false, code: 'GATE_FAILED', gate: gate.gate, message: gate.message };
+  }
   const user = await deps.store.ensureUser(input.discordId, now);
   if (user.bannedAt) {
     return { ok: false, code: 'BANNED', message: 'This Discord user is banned from the relay.' };

@@ -96,6 +96,15 @@ export const configSchema = z
         batchSize: positiveInt.default(500),
       })
       .prefault({}),
+    /** Who may get a key through Discord (bot and web sign-in). Operators using the CLI bypass them. */
+    gates: z
+      .strictObject({
+        requiredRoleIds: z.array(z.string().regex(/^\d{17,20}$/, 'a Discord role id')).default([]),
+        minAccountAgeDays: z.number().min(0).default(7),
+        minMemberDays: z.number().min(0).default(0),
+        requireScreening: z.boolean().default(true),
+      })
+      .prefault({}),
     defaultTier: name.default('free'),
     tiers: z.record(name, tierSchema).default({
       free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
