@@ -16,6 +16,7 @@ import type { LimitDeps } from './app/admission.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
+import { BudgetCalendar } from './domain/budget-day.js';
 import type { ConcurrencyLimiter, KeyEvents, RateLimiter, Store, TokenBudget, Upstream } from './domain/ports.js';
 import type { Services } from './services.js';
 
@@ -105,7 +106,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     rate: limits.rate,
     concurrency: limits.concurrency,
     budget: limits.budget,
-    timeZone: config.limits.budgetTimeZone,
+    calendar: new BudgetCalendar(config.limits.budgetTimeZone),
     now,
     leaseTtlMs: LEASE_TTL_MS,
   };

@@ -1,18 +1,19 @@
 // Admits a relayed request against the key's limits and settles it afterwards, exactly once.
-// Order: requests/minute, then a concurrency slot, then a token reservation sized from the prompt
-// plus the largest completion the request may produce. Settling replaces the reservation with what
-// the upstream reported (or what we counted) and frees the slot.
+// Admission takes a request/minute point, a concurrency slot and a token reservation sized from the
+// prompt plus the largest completion the request may produce. A request refused by one limit still
+// spends its request/minute point (as a refused request does at OpenAI). Settling replaces the
+// reservation with what the upstream reported (or what we counted) and frees the slot.
 import type { TierConfig } from '../config/schema.js';
-import { budgetDay, nextReset } from '../domain/budget-day.js';
+import type { BudgetCalendar } from '../domain/budget-day.js';
 import { RateLimitError } from '../domain/errors.js';
-import type { ConcurrencyLimiter, RateLimiter, TokenBudget } from '../domain/ports.js';
+import type { BudgetReservation, ConcurrencyLimiter, RateDecision, RateLimiter, TokenBudget } from '../domain/ports.js';
 import type { KeyRecord } from '../domain/types.js';
 
 export interface LimitDeps {
   rate: RateLimiter;
   concurrency: ConcurrencyLimiter;
   budget: TokenBudget;
-  timeZone: string;
+  calendar: BudgetCalendar;
   now: () => Date;
   /** A concurrency lease outlives a crashed process by at most this long. */
   leaseTtlMs: number;
@@ -62,70 +63,80 @@ function budgetSubject(key: KeyRecord): string {
 }
 
 export async function admit(deps: LimitDeps, input: AdmitInput): Promise<Admission> {
-  const { key, tier, weight } = input;
+  const { key, tier, weight, requestId } = input;
   const now = deps.now();
   const keySubject = `key:${key.id}`;
+  const { day, resetAt } = deps.calendar.at(now);
+  const resetMs = resetAt - now.getTime();
+  const choices = Math.max(1, input.choices);
+  const cap = Math.min(input.requestedMaxTokens ?? tier.maxTokens, tier.maxTokens);
+  const min = Math.ceil(weight * (input.promptTokens + (input.completions ? choices : 0)));
+  const max = Math.ceil(weight * (input.promptTokens + (input.completions ? cap * choices : 0)));
 
-  const rate = await deps.rate.consume(keySubject, tier.rpm);
-  const headers: Record<string, string> = {
-    'x-ratelimit-limit-requests': String(rate.limit),
-    'x-ratelimit-remaining-requests': String(rate.remaining),
-    'x-ratelimit-reset-requests': formatReset(rate.resetMs),
+  // The three checks are independent, so they run at once (one round trip to a shared limiter store
+  // instead of three); whatever one of them took is given back if another refuses.
+  const [rate, slot, budget] = await Promise.allSettled([
+    deps.rate.consume(keySubject, tier.rpm),
+    deps.concurrency.acquire(keySubject, requestId, tier.maxConcurrent, deps.leaseTtlMs),
+    deps.budget.reserve({ subject: budgetSubject(key), day, requestId, min, max, limit: tier.tokensPerDay }),
+  ]);
+  const tookSlot = slot.status === 'fulfilled' && slot.value.ok;
+  const tookTokens = budget.status === 'fulfilled' && budget.value.ok;
+  const undo = async () => {
+    await Promise.allSettled([
+      tookSlot ? deps.concurrency.release(keySubject, requestId) : null,
+      tookTokens ? deps.budget.settle({ subject: budgetSubject(key), day, requestId, actual: 0 }) : null,
+    ]);
   };
-  if (!rate.allowed) {
-    throw new RateLimitError(
-      `Rate limit reached: ${tier.rpm} requests per minute for this key. Try again in ${formatReset(rate.resetMs)}.`,
+  for (const r of [rate, slot, budget]) {
+    if (r.status === 'rejected') {
+      await undo();
+      throw r.reason;
+    }
+  }
+  const r = (rate as PromiseFulfilledResult<RateDecision>).value;
+  const b = (budget as PromiseFulfilledResult<BudgetReservation>).value;
+  const headers: Record<string, string> = {
+    'x-ratelimit-limit-requests': String(r.limit),
+    'x-ratelimit-remaining-requests': String(r.remaining),
+    'x-ratelimit-reset-requests': formatReset(r.resetMs),
+    'x-ratelimit-limit-tokens': String(b.limit),
+    'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
+    'x-ratelimit-reset-tokens': formatReset(resetMs),
+  };
+
+  let refusal: RateLimitError | null = null;
+  if (!r.allowed) {
+    refusal = new RateLimitError(
+      `Rate limit reached: ${tier.rpm} requests per minute for this key. Try again in ${formatReset(r.resetMs)}.`,
       'requests',
-      rate.resetMs / 1000,
+      r.resetMs / 1000,
       headers,
     );
-  }
-
-  const slot = await deps.concurrency.acquire(keySubject, input.requestId, tier.maxConcurrent, deps.leaseTtlMs);
-  if (!slot.ok) {
-    throw new RateLimitError(
+  } else if (!tookSlot) {
+    refusal = new RateLimitError(
       `Too many concurrent requests: this key may have ${tier.maxConcurrent} in flight.`,
       'concurrency',
       1,
       headers,
     );
+  } else if (!b.ok) {
+    refusal = new RateLimitError(
+      `Daily token budget exhausted: ${b.used} of ${b.limit} tokens used today and this request needs at least ${min}. ` +
+        `The budget resets in ${formatReset(resetMs)}.`,
+      'tokens',
+      resetMs / 1000,
+      headers,
+    );
   }
-
-  try {
-    const day = budgetDay(now, deps.timeZone);
-    const resetMs = nextReset(now, deps.timeZone).getTime() - now.getTime();
-    const choices = Math.max(1, input.choices);
-    const cap = Math.min(input.requestedMaxTokens ?? tier.maxTokens, tier.maxTokens);
-    const min = Math.ceil(weight * (input.promptTokens + (input.completions ? choices : 0)));
-    const max = Math.ceil(weight * (input.promptTokens + (input.completions ? cap * choices : 0)));
-    const r = await deps.budget.reserve({
-      subject: budgetSubject(key),
-      day,
-      requestId: input.requestId,
-      min,
-      max,
-      limit: tier.tokensPerDay,
-    });
-    headers['x-ratelimit-limit-tokens'] = String(r.limit);
-    headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, r.limit - r.used));
-    headers['x-ratelimit-reset-tokens'] = formatReset(resetMs);
-    if (!r.ok) {
-      throw new RateLimitError(
-        `Daily token budget exhausted: ${r.used} of ${r.limit} tokens used today and this request needs at least ${min}. ` +
-          `The budget resets in ${formatReset(resetMs)}.`,
-        'tokens',
-        resetMs / 1000,
-        headers,
-      );
-    }
-    const maxCompletionTokens = input.completions
-      ? Math.max(1, Math.min(cap, Math.floor((r.granted / weight - input.promptTokens) / choices)))
-      : 0;
-    return { requestId: input.requestId, key, day, weight, maxCompletionTokens, headers, settled: false };
-  } catch (err) {
-    await deps.concurrency.release(keySubject, input.requestId);
-    throw err;
+  if (refusal) {
+    await undo();
+    throw refusal;
   }
+  const maxCompletionTokens = input.completions
+    ? Math.max(1, Math.min(cap, Math.floor((b.granted / weight - input.promptTokens) / choices)))
+    : 0;
+  return { requestId, key, day, weight, maxCompletionTokens, headers, settled: false };
 }
 
 /** Charges what the request actually used and frees its slot. Safe to call more than once. */
@@ -137,10 +148,10 @@ export async function settle(
   if (adm.settled) return 0;
   adm.settled = true;
   const actual = Math.ceil(adm.weight * (used.promptTokens + used.completionTokens));
-  try {
-    await deps.budget.settle({ subject: budgetSubject(adm.key), day: adm.day, requestId: adm.requestId, actual });
-  } finally {
-    await deps.concurrency.release(`key:${adm.key.id}`, adm.requestId);
-  }
+  const [settled, released] = await Promise.allSettled([
+    deps.budget.settle({ subject: budgetSubject(adm.key), day: adm.day, requestId: adm.requestId, actual }),
+    deps.concurrency.release(`key:${adm.key.id}`, adm.requestId),
+  ]);
+  for (const r of [settled, released]) if (r.status === 'rejected') throw r.reason;
   return actual;
 }

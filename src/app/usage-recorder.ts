@@ -1,6 +1,6 @@
 // Writes usage records in batches off the request path. A failed write keeps the batch for the next
 // flush (records are idempotent per request id, so a retry cannot double count); shutdown flushes.
-import { budgetDay } from '../domain/budget-day.js';
+import { BudgetCalendar } from '../domain/budget-day.js';
 import type { Store } from '../domain/ports.js';
 import type { UsageRecord } from '../domain/types.js';
 
@@ -25,7 +25,8 @@ export class UsageRecorder {
     private readonly opts: { batchSize: number; flushIntervalMs: number; timeZone: string },
     private readonly log: Log,
   ) {
-    this.dayOf = (r) => budgetDay(r.createdAt, opts.timeZone);
+    const calendar = new BudgetCalendar(opts.timeZone);
+    this.dayOf = (r) => calendar.at(r.createdAt).day;
   }
 
   start(): void {

@@ -15,6 +15,8 @@ interface Entry {
 }
 
 const MAX_ENTRIES = 50_000;
+/** Longer than any key we issue; hashing megabytes of junk would be a cheap attack. */
+const MAX_KEY_LENGTH = 128;
 
 export class KeyVerifier {
   private readonly cache = new Map<string, Entry>();
@@ -38,9 +40,14 @@ export class KeyVerifier {
   }
 
   async verify(rawKey: string): Promise<VerifyResult> {
-    if (!isWellFormedKey(rawKey)) return { ok: false, code: 'MALFORMED' };
+    if (rawKey.length > MAX_KEY_LENGTH) return { ok: false, code: 'MALFORMED' };
     const hash = hashKey(rawKey);
-    const record = await this.lookup(hash);
+    const hit = this.cache.get(hash);
+    // A cached hash was well formed when it was first seen; only misses pay for the checksum.
+    let record: KeyRecord | null;
+    if (hit && hit.expires > Date.now()) record = hit.record;
+    else if (!isWellFormedKey(rawKey)) return { ok: false, code: 'MALFORMED' };
+    else record = await this.lookup(hash);
     if (!record) return { ok: false, code: 'UNKNOWN' };
     if (record.status === 'revoked') return { ok: false, code: 'REVOKED' };
     if (record.status === 'suspended') return { ok: false, code: 'SUSPENDED' };
@@ -50,8 +57,6 @@ export class KeyVerifier {
 
   private async lookup(hash: string): Promise<KeyRecord | null> {
     const t = Date.now();
-    const hit = this.cache.get(hash);
-    if (hit && hit.expires > t) return hit.record;
     const epoch = this.epoch;
     const record = await this.store.getKeyByHash(hash);
     if (this.ttlMs > 0 && epoch === this.epoch) {

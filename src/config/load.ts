@@ -32,9 +32,28 @@ function formatIssues(issues: z.core.$ZodIssue[]): string[] {
   return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
 }
 
+/**
+ * GUILDGATE_HOST and GUILDGATE_PORT override `server.host` / `server.port`, so a container image
+ * can listen on 0.0.0.0 whatever config file is mounted.
+ */
+function withListenOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+  if (!env.GUILDGATE_HOST && !env.GUILDGATE_PORT) return raw;
+  if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) return raw;
+  const obj = (raw ?? {}) as Record<string, unknown>;
+  const server = obj.server && typeof obj.server === 'object' ? (obj.server as Record<string, unknown>) : {};
+  return {
+    ...obj,
+    server: {
+      ...server,
+      ...(env.GUILDGATE_HOST ? { host: env.GUILDGATE_HOST } : {}),
+      ...(env.GUILDGATE_PORT ? { port: Number(env.GUILDGATE_PORT) } : {}),
+    },
+  };
+}
+
 /** Validates an already-parsed config object plus environment. Throws ConfigError. */
 export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string | null): Config {
-  const parsed = configSchema.safeParse(raw ?? {});
+  const parsed = configSchema.safeParse(withListenOverrides(raw, env) ?? {});
   if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error.issues));
   const file: FileConfig = parsed.data;
 

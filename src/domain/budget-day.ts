@@ -50,3 +50,26 @@ export function shiftDay(day: string, days: number): string {
   const [y, m, d] = day.split('-').map(Number);
   return new Date(Date.UTC(y!, m! - 1, d! + days)).toISOString().slice(0, 10);
 }
+
+/**
+ * The current budget day and its reset instant, recomputed only when the day rolls over: the
+ * time-zone maths is too slow to repeat on every request.
+ */
+export class BudgetCalendar {
+  private day = '';
+  private start = 0;
+  private resetAt = 0;
+
+  constructor(readonly timeZone: string) {}
+
+  at(now: Date): { day: string; resetAt: number } {
+    const t = now.getTime();
+    if (t < this.start || t >= this.resetAt) {
+      this.day = budgetDay(now, this.timeZone);
+      this.resetAt = nextReset(now, this.timeZone).getTime();
+      // The cached day is valid from now until the reset (earlier instants are recomputed).
+      this.start = t;
+    }
+    return { day: this.day, resetAt: this.resetAt };
+  }
+}

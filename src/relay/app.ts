@@ -8,11 +8,11 @@ import { accessLog } from './middleware/access-log.js';
 import { authenticate } from './middleware/auth.js';
 import { cors } from './middleware/cors.js';
 import { requestId } from './middleware/request-id.js';
-import { chatCompletionsRouter } from './routes/chat-completions.js';
-import { completionsRouter } from './routes/completions.js';
-import { embeddingsRouter } from './routes/embeddings.js';
+import { chatCompletions } from './routes/chat-completions.js';
+import { completions } from './routes/completions.js';
+import { embeddings } from './routes/embeddings.js';
 import { healthRouter } from './routes/health.js';
-import { modelsRouter } from './routes/models.js';
+import { listModels, retrieveModel } from './routes/models.js';
 
 export function createRelayApp(s: Services, opts: { isDraining?: () => boolean } = {}): Express {
   const app = express();
@@ -28,10 +28,12 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   // Auth first: an unauthenticated client learns nothing, not even body size limits.
   v1.use(authenticate(s));
   v1.use(express.json({ limit: s.config.server.bodyLimitBytes, type: () => true }));
-  v1.use(modelsRouter(s));
-  v1.use(chatCompletionsRouter(s));
-  v1.use(completionsRouter(s));
-  v1.use(embeddingsRouter(s));
+  v1.get('/models', listModels(s));
+  // Model ids may contain slashes (`org/model`), so match the rest of the path.
+  v1.get('/models/*id', retrieveModel(s));
+  v1.post('/chat/completions', chatCompletions(s));
+  v1.post('/completions', completions(s));
+  v1.post('/embeddings', embeddings(s));
   v1.use((req) => {
     throw new NotFoundError(`Unknown request URL: ${req.method} /v1${req.path}.`, 'unknown_url');
   });

@@ -211,7 +211,6 @@ async function relayStream(
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
-  res.flushHeaders();
 
   const decoder = new TextDecoder();
   const parser = new SseParser();
@@ -220,7 +219,8 @@ async function relayStream(
   let usage: { prompt: number; completion: number } | null = null;
   let failure: unknown = null;
 
-  const handle = async (raw: string) => {
+  /** Observes one raw event; returns what to forward of it (the event unchanged, or nothing). */
+  const handle = (raw: string): string => {
     let forwardIt = true;
     for (const ev of parser.push(raw)) {
       if (ev.data === '[DONE]') continue;
@@ -236,20 +236,23 @@ async function relayStream(
       if (u && !clientWantsUsage && Array.isArray(obj?.choices) && obj.choices.length === 0) forwardIt = false;
       delivered += producedText(obj);
     }
-    if (forwardIt) await write(res, raw);
+    return forwardIt ? raw : '';
   };
 
   try {
     for await (const chunk of r.body) {
       pending += decoder.decode(chunk, { stream: true });
+      // The events of one upstream chunk leave in one socket write (headers go with the first).
+      let out = '';
       for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
         const end = m.index + m[0].length;
-        await handle(pending.slice(0, end));
+        out += handle(pending.slice(0, end));
         pending = pending.slice(end);
       }
+      if (out) await write(res, out);
     }
     pending += decoder.decode();
-    if (pending) await handle(pending);
+    if (pending) await write(res, handle(pending));
   } catch (err) {
     failure = err;
   }

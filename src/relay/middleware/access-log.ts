@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 /** One line per request. Paths only (no query strings), never headers or bodies. */
 export function accessLog(log: Logger): RequestHandler {
   return (req, res, next) => {
+    if (!log.isLevelEnabled('info')) return next();
     const started = performance.now();
     res.on('close', () => {
       log.info(

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { resolveModel } from '../../domain/model-access.js';
 import { estimateChatPrompt } from '../../domain/token-estimate.js';
 import type { Services } from '../../services.js';
@@ -6,9 +6,8 @@ import type { AuthContext } from '../middleware/auth.js';
 import { relayCall } from '../proxy.js';
 import { chatBody, parseBody } from '../validate.js';
 
-export function chatCompletionsRouter(s: Services): Router {
-  const r = Router();
-  r.post('/chat/completions', async (req, res) => {
+export function chatCompletions(s: Services): RequestHandler {
+  return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
     const body = parseBody(chatBody, req.body);
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
@@ -30,6 +29,5 @@ export function chatCompletionsRouter(s: Services): Router {
       },
       auth,
     );
-  });
-  return r;
+  };
 }

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { resolveModel } from '../../domain/model-access.js';
 import { estimateTextInput } from '../../domain/token-estimate.js';
 import type { Services } from '../../services.js';
@@ -7,9 +7,8 @@ import { relayCall } from '../proxy.js';
 import { completionBody, parseBody } from '../validate.js';
 
 /** Legacy text completions. */
-export function completionsRouter(s: Services): Router {
-  const r = Router();
-  r.post('/completions', async (req, res) => {
+export function completions(s: Services): RequestHandler {
+  return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
     const body = parseBody(completionBody, req.body);
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
@@ -30,6 +29,5 @@ export function completionsRouter(s: Services): Router {
       },
       auth,
     );
-  });
-  return r;
+  };
 }

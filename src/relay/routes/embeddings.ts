@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { resolveModel } from '../../domain/model-access.js';
 import { estimateTextInput } from '../../domain/token-estimate.js';
 import type { Services } from '../../services.js';
@@ -6,9 +6,8 @@ import type { AuthContext } from '../middleware/auth.js';
 import { relayCall } from '../proxy.js';
 import { embeddingBody, parseBody } from '../validate.js';
 
-export function embeddingsRouter(s: Services): Router {
-  const r = Router();
-  r.post('/embeddings', async (req, res) => {
+export function embeddings(s: Services): RequestHandler {
+  return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
     const body = parseBody(embeddingBody, req.body);
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'embedding');
@@ -29,6 +28,5 @@ export function embeddingsRouter(s: Services): Router {
       },
       auth,
     );
-  });
-  return r;
+  };
 }

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { NotFoundError } from '../../domain/errors.js';
 import { tierAllows } from '../../domain/model-access.js';
 import type { Services } from '../../services.js';
@@ -11,17 +11,18 @@ function modelObject(id: string, ownedBy: string) {
   return { id, object: 'model', created: CREATED, owned_by: ownedBy };
 }
 
-export function modelsRouter(s: Services): Router {
-  const r = Router();
-  r.get('/models', (_req, res) => {
+export function listModels(s: Services): RequestHandler {
+  return (_req, res) => {
     const { tier } = res.locals.auth as AuthContext;
     const data = Object.entries(s.config.models)
       .filter(([id]) => tierAllows(tier, id))
       .map(([id, m]) => modelObject(id, m.ownedBy));
     res.json({ object: 'list', data });
-  });
-  // Model ids may contain slashes (`org/model`), so match the rest of the path.
-  r.get('/models/*id', (req, res) => {
+  };
+}
+
+export function retrieveModel(s: Services): RequestHandler {
+  return (req, res) => {
     const { tier } = res.locals.auth as AuthContext;
     const id = ([] as string[]).concat(req.params.id as string | string[]).join('/');
     const m = Object.hasOwn(s.config.models, id) ? s.config.models[id] : undefined;
@@ -33,6 +34,5 @@ export function modelsRouter(s: Services): Router {
       );
     }
     res.json(modelObject(id, m.ownedBy));
-  });
-  return r;
+  };
 }
