@@ -50,9 +50,12 @@ export async function startRelay(
       stopRetention();
       const deadline = Date.now() + config.server.shutdownGraceMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Keep-alive connections become idle as their last response ends; close them as they do.
       server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), 100);
       const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
+      clearInterval(sweep);
       clearTimeout(timer);
       await services.close();
     })();

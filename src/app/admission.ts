@@ -139,15 +139,21 @@ export async function admit(deps: LimitDeps, input: AdmitInput): Promise<Admissi
   return { requestId, key, day, weight, maxCompletionTokens, headers, settled: false };
 }
 
+export interface Used {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Budget tokens a request costs: model tokens times the model's weight, rounded up. */
+export function charge(adm: Admission, used: Used): number {
+  return Math.ceil(adm.weight * (used.promptTokens + used.completionTokens));
+}
+
 /** Charges what the request actually used and frees its slot. Safe to call more than once. */
-export async function settle(
-  deps: LimitDeps,
-  adm: Admission,
-  used: { promptTokens: number; completionTokens: number },
-): Promise<number> {
+export async function settle(deps: LimitDeps, adm: Admission, used: Used): Promise<number> {
   if (adm.settled) return 0;
   adm.settled = true;
-  const actual = Math.ceil(adm.weight * (used.promptTokens + used.completionTokens));
+  const actual = charge(adm, used);
   const [settled, released] = await Promise.allSettled([
     deps.budget.settle({ subject: budgetSubject(adm.key), day: adm.day, requestId: adm.requestId, actual }),
     deps.concurrency.release(`key:${adm.key.id}`, adm.requestId),

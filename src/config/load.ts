@@ -3,8 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
-import { type Config, configSchema, type FileConfig } from './schema.js';
+import { type Config, configSchema, crossReferenceIssues, type FileConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -28,8 +27,8 @@ export function findConfigFile(env: NodeJS.ProcessEnv, cwd = process.cwd()): str
   return null;
 }
 
-function formatIssues(issues: z.core.$ZodIssue[]): string[] {
-  return issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+function formatIssues(issues: Array<{ path: PropertyKey[]; message: string }>): string[] {
+  return issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`);
 }
 
 /**
@@ -53,8 +52,10 @@ function withListenOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
 
 /** Validates an already-parsed config object plus environment. Throws ConfigError. */
 export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string | null): Config {
-  const parsed = configSchema.safeParse(withListenOverrides(raw, env) ?? {});
-  if (!parsed.success) throw new ConfigError(source, formatIssues(parsed.error.issues));
+  const input = withListenOverrides(raw, env) ?? {};
+  const parsed = configSchema.safeParse(input);
+  const issues = [...(parsed.success ? [] : parsed.error.issues), ...crossReferenceIssues(input)];
+  if (!parsed.success || issues.length) throw new ConfigError(source, formatIssues(issues));
   const file: FileConfig = parsed.data;
 
   const problems: string[] = [];
@@ -81,6 +82,20 @@ export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string
   };
 }
 
+/**
+ * Where a parse error is, without quoting the file: JSON.parse messages include a snippet of the
+ * text, which may hold a secret someone pasted in by mistake.
+ */
+function parseErrorWhere(err: unknown, text: string): string {
+  const yamlPos = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0];
+  if (yamlPos) return `invalid YAML at line ${yamlPos.line}, column ${yamlPos.col}`;
+  const at = /position (\d+)/.exec(String((err as Error).message));
+  if (!at) return 'invalid JSON';
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split('\n').length;
+  return `invalid JSON at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
 /** Loads `.env` (if present), the config file (if any) and validates everything. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const dotenv = resolve(cwd, '.env');
@@ -93,7 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     try {
       raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
     } catch (err) {
-      throw new ConfigError(file, [`cannot parse: ${(err as Error).message.split('\n')[0]}`]);
+      throw new ConfigError(file, [`cannot parse: ${parseErrorWhere(err, text)}`]);
     }
   }
   return buildConfig(raw, env, file);

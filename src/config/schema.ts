@@ -51,105 +51,113 @@ export const modelSchema = z.strictObject({
   ownedBy: z.string().default('guildgate'),
 });
 
-export const configSchema = z
-  .strictObject({
-    server: z
-      .strictObject({
-        host: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(8080),
-        /** Where users reach the relay; shown in snippets. Defaults to http://host:port. */
-        publicBaseUrl: z.url().optional(),
-        /** Largest accepted request body. */
-        bodyLimitBytes: positiveInt.default(2 * 1024 * 1024),
-        /** Express `trust proxy` setting: hops to trust for the client IP. */
-        trustProxy: z.union([z.boolean(), z.number().int().min(0)]).default(false),
-        /** How long in-flight requests may take to finish on shutdown. */
-        shutdownGraceMs: positiveInt.default(15_000),
-      })
-      .prefault({}),
-    /** Folder for the SQLite file (embedded backend). */
-    dataDir: z.string().default('./data'),
-    storage: z
-      .strictObject({
-        /** auto: MongoDB when MONGODB_URI is set, else SQLite. */
-        store: z.enum(['auto', 'sqlite', 'mongo']).default('auto'),
-        /** auto: Redis when REDIS_URL is set, else in-process. */
-        limits: z.enum(['auto', 'memory', 'redis']).default('auto'),
-      })
-      .prefault({}),
-    limits: z
-      .strictObject({
-        /** IANA time zone in which the daily budget resets at midnight. */
-        budgetTimeZone: z.string().default('UTC'),
-        /** Failed authentications per IP per minute before 429. */
-        authFailuresPerMinute: positiveInt.default(20),
-        /** What to do when the shared limiter store (Redis) is down. */
-        onStoreFailure: z.enum(['open', 'closed']).default('open'),
-        /** How long a key lookup may be cached in-process. */
-        keyCacheTtlMs: z.number().int().min(0).default(1_000),
-      })
-      .prefault({}),
-    usage: z
-      .strictObject({
-        retentionDays: positiveInt.default(90),
-        flushIntervalMs: positiveInt.default(1_000),
-        batchSize: positiveInt.default(500),
-      })
-      .prefault({}),
-    /** Who may get a key through Discord (bot and web sign-in). Operators using the CLI bypass them. */
-    gates: z
-      .strictObject({
-        requiredRoleIds: z.array(z.string().regex(/^\d{17,20}$/, 'a Discord role id')).default([]),
-        minAccountAgeDays: z.number().min(0).default(7),
-        minMemberDays: z.number().min(0).default(0),
-        requireScreening: z.boolean().default(true),
-      })
-      .prefault({}),
-    defaultTier: name.default('free'),
-    tiers: z.record(name, tierSchema).default({
-      free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
-    }),
-    models: z.record(z.string().min(1), modelSchema).default({}),
-    upstreams: z.record(name, upstreamSchema).default({}),
-  })
-  .superRefine(
-    (cfg, ctx) => {
-      // Runs even when other fields failed, so one run reports every problem; hence the guards.
-      const tiers = cfg.tiers ?? {};
-      const models = cfg.models ?? {};
-      const upstreams = cfg.upstreams ?? {};
-      if (typeof cfg.defaultTier === 'string' && !Object.hasOwn(tiers, cfg.defaultTier)) {
-        ctx.addIssue({ code: 'custom', path: ['defaultTier'], message: `no tier named "${cfg.defaultTier}"` });
+const DEFAULT_TIERS = {
+  free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
+};
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Where users reach the relay; shown in snippets. Defaults to http://host:port. */
+      publicBaseUrl: z.url().optional(),
+      /** Largest accepted request body. */
+      bodyLimitBytes: positiveInt.default(2 * 1024 * 1024),
+      /** Express `trust proxy` setting: hops to trust for the client IP. */
+      trustProxy: z.union([z.boolean(), z.number().int().min(0)]).default(false),
+      /** How long in-flight requests may take to finish on shutdown. */
+      shutdownGraceMs: positiveInt.default(15_000),
+    })
+    .prefault({}),
+  /** Folder for the SQLite file (embedded backend). */
+  dataDir: z.string().default('./data'),
+  storage: z
+    .strictObject({
+      /** auto: MongoDB when MONGODB_URI is set, else SQLite. */
+      store: z.enum(['auto', 'sqlite', 'mongo']).default('auto'),
+      /** auto: Redis when REDIS_URL is set, else in-process. */
+      limits: z.enum(['auto', 'memory', 'redis']).default('auto'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      /** IANA time zone in which the daily budget resets at midnight. */
+      budgetTimeZone: z.string().default('UTC'),
+      /** Failed authentications per IP per minute before 429. */
+      authFailuresPerMinute: positiveInt.default(20),
+      /** What to do when the shared limiter store (Redis) is down. */
+      onStoreFailure: z.enum(['open', 'closed']).default('open'),
+      /** How long a key lookup may be cached in-process. */
+      keyCacheTtlMs: z.number().int().min(0).default(1_000),
+    })
+    .prefault({}),
+  usage: z
+    .strictObject({
+      retentionDays: positiveInt.default(90),
+      flushIntervalMs: positiveInt.default(1_000),
+      batchSize: positiveInt.default(500),
+    })
+    .prefault({}),
+  /** Who may get a key through Discord (bot and web sign-in). Operators using the CLI bypass them. */
+  gates: z
+    .strictObject({
+      requiredRoleIds: z.array(z.string().regex(/^\d{17,20}$/, 'a Discord role id')).default([]),
+      minAccountAgeDays: z.number().min(0).default(7),
+      minMemberDays: z.number().min(0).default(0),
+      requireScreening: z.boolean().default(true),
+    })
+    .prefault({}),
+  defaultTier: name.default('free'),
+  tiers: z.record(name, tierSchema).default(DEFAULT_TIERS),
+  models: z.record(z.string().min(1), modelSchema).default({}),
+  upstreams: z.record(name, upstreamSchema).default({}),
+});
+
+type Loose = Record<string, unknown>;
+const isObject = (v: unknown): v is Loose => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Cross-references between sections (tier → model → upstream, defaultTier, time zone). Checked on
+ * the raw input rather than inside the schema so they are reported even when other fields are
+ * invalid: one run lists every problem.
+ */
+export function crossReferenceIssues(raw: unknown): Array<{ path: Array<string | number>; message: string }> {
+  const cfg = isObject(raw) ? raw : {};
+  const issues: Array<{ path: Array<string | number>; message: string }> = [];
+  const tiers = isObject(cfg.tiers) ? cfg.tiers : DEFAULT_TIERS;
+  const models = isObject(cfg.models) ? cfg.models : {};
+  const upstreams = isObject(cfg.upstreams) ? cfg.upstreams : {};
+  const defaultTier = cfg.defaultTier ?? 'free';
+  if (typeof defaultTier === 'string' && !Object.hasOwn(tiers, defaultTier)) {
+    issues.push({ path: ['defaultTier'], message: `no tier named "${defaultTier}"` });
+  }
+  for (const [model, m] of Object.entries(models)) {
+    const routes = isObject(m) && Array.isArray(m.routes) ? m.routes : [];
+    routes.forEach((r: unknown, i) => {
+      if (isObject(r) && typeof r.upstream === 'string' && !Object.hasOwn(upstreams, r.upstream)) {
+        issues.push({ path: ['models', model, 'routes', i, 'upstream'], message: `no upstream named "${r.upstream}"` });
       }
-      for (const [model, m] of Object.entries(models)) {
-        (Array.isArray(m?.routes) ? m.routes : []).forEach((r, i) => {
-          if (typeof r?.upstream === 'string' && !Object.hasOwn(upstreams, r.upstream)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['models', model, 'routes', i, 'upstream'],
-              message: `no upstream named "${r.upstream}"`,
-            });
-          }
-        });
+    });
+  }
+  for (const [tier, t] of Object.entries(tiers)) {
+    const allowed = isObject(t) && Array.isArray(t.models) ? t.models : [];
+    allowed.forEach((m: unknown, i) => {
+      if (typeof m === 'string' && m !== '*' && !Object.hasOwn(models, m)) {
+        issues.push({ path: ['tiers', tier, 'models', i], message: `no model named "${m}"` });
       }
-      for (const [tier, t] of Object.entries(tiers)) {
-        (Array.isArray(t?.models) ? t.models : []).forEach((m, i) => {
-          if (m !== '*' && !Object.hasOwn(models, m)) {
-            ctx.addIssue({ code: 'custom', path: ['tiers', tier, 'models', i], message: `no model named "${m}"` });
-          }
-        });
-      }
-      const zone = cfg.limits?.budgetTimeZone;
-      if (typeof zone === 'string') {
-        try {
-          new Intl.DateTimeFormat('en-US', { timeZone: zone });
-        } catch {
-          ctx.addIssue({ code: 'custom', path: ['limits', 'budgetTimeZone'], message: 'not an IANA time zone' });
-        }
-      }
-    },
-    { when: () => true },
-  );
+    });
+  }
+  const zone = isObject(cfg.limits) ? cfg.limits.budgetTimeZone : undefined;
+  if (typeof zone === 'string') {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    } catch {
+      issues.push({ path: ['limits', 'budgetTimeZone'], message: 'not an IANA time zone' });
+    }
+  }
+  return issues;
+}
 
 export type FileConfig = z.infer<typeof configSchema>;
 export type TierConfig = z.infer<typeof tierSchema>;

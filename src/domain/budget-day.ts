@@ -23,29 +23,32 @@ function parts(at: Date, timeZone: string): Record<string, number> {
   return out;
 }
 
-/** Offset of `timeZone` from UTC at instant `at`, in milliseconds. */
-function offsetMs(at: Date, timeZone: string): number {
-  const p = parts(at, timeZone);
-  const asUtc = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!);
-  return asUtc - Math.floor(at.getTime() / 1000) * 1000;
-}
-
 export function budgetDay(at: Date, timeZone: string): string {
   const p = parts(at, timeZone);
   return `${p.year}-${String(p.month).padStart(2, '0')}-${String(p.day).padStart(2, '0')}`;
 }
 
-/** The instant the budget day containing `at` ends. */
+const MINUTE = 60_000;
+
+/**
+ * The instant the budget day containing `at` ends: the first minute whose local date is later.
+ * Found by bisection rather than offset arithmetic, because some zones skip local midnight itself
+ * when their clocks jump forward (then the day starts at 01:00). Offsets change on whole minutes.
+ */
 export function nextReset(at: Date, timeZone: string): Date {
-  const p = parts(at, timeZone);
-  const localMidnight = Date.UTC(p.year!, p.month! - 1, p.day! + 1);
-  // Guess with the current offset, then correct once for a DST change in between.
-  let guess = localMidnight - offsetMs(at, timeZone);
-  guess = localMidnight - offsetMs(new Date(guess), timeZone);
-  return new Date(guess);
+  const today = budgetDay(at, timeZone);
+  // Local days last at most 25 hours (DST), so the next one starts within 26 hours of `at`.
+  let lo = Math.floor(at.getTime() / MINUTE); // in today
+  let hi = lo + 26 * 60; // past today
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (budgetDay(new Date(mid * MINUTE), timeZone) === today) lo = mid;
+    else hi = mid;
+  }
+  return new Date(hi * MINUTE);
 }
 
-/** `YYYY-MM-DD` of `days` days before `day` (calendar arithmetic, zone-free). */
+/** `YYYY-MM-DD` moved by `days` days (negative: earlier). Calendar arithmetic, zone-free. */
 export function shiftDay(day: string, days: number): string {
   const [y, m, d] = day.split('-').map(Number);
   return new Date(Date.UTC(y!, m! - 1, d! + days)).toISOString().slice(0, 10);

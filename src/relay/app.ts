@@ -1,9 +1,9 @@
 // The HTTP face for API clients: `createRelayApp(services)` returns an express app without
 // listening, so tests and the process entry mount it the same way.
 import express, { type Express } from 'express';
-import { NotFoundError } from '../domain/errors.js';
+import { NotFoundError, ServiceUnavailableError } from '../domain/errors.js';
 import type { Services } from '../services.js';
-import { errorMapper } from './errors.js';
+import { errorMapper, sendError } from './errors.js';
 import { accessLog } from './middleware/access-log.js';
 import { authenticate } from './middleware/auth.js';
 import { cors } from './middleware/cors.js';
@@ -21,7 +21,17 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   app.set('etag', false);
   app.use(requestId);
   app.use(accessLog(s.log));
-  app.use(healthRouter(s, opts.isDraining ?? (() => false)));
+  const isDraining = opts.isDraining ?? (() => false);
+  app.use(healthRouter(s, isDraining));
+  app.use((_req, res, next) => {
+    if (!isDraining()) return next();
+    // Shutting down: refuse new work on connections that are still open, and close them.
+    res.set('connection', 'close');
+    sendError(
+      res,
+      new ServiceUnavailableError('This relay instance is shutting down. Retry the request.', 'shutting_down'),
+    );
+  });
 
   const v1 = express.Router();
   v1.use(cors);

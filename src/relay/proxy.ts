@@ -3,7 +3,7 @@
 // error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
 // record is written.
 import type { Response } from 'express';
-import { type Admission, admit, settle } from '../app/admission.js';
+import { type Admission, admit, charge, settle } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import type { ModelConfig, TierConfig } from '../config/schema.js';
 import { AppError, UpstreamUnavailableError } from '../domain/errors.js';
@@ -353,14 +353,14 @@ export async function relayCall(
     }
   } finally {
     res.off('close', onClose);
-    await finish(s, adm, call, outcome, started).catch((err) =>
-      s.log.error({ err, requestId }, 'settling the request failed'),
-    );
+    await finish(s, adm, call, outcome, started);
   }
 }
 
+/** Records the request and settles its budget. The record never depends on the limiter store being up. */
 async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, started: number): Promise<void> {
-  const charged = await settle(s.limits, adm, { promptTokens: o.promptTokens, completionTokens: o.completionTokens });
+  const used = { promptTokens: o.promptTokens, completionTokens: o.completionTokens };
+  const charged = charge(adm, used);
   s.usage.record({
     requestId: adm.requestId,
     keyId: adm.key.id,
@@ -378,4 +378,7 @@ async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, 
     stream: call.stream,
     createdAt: s.now(),
   });
+  await settle(s.limits, adm, used).catch((err) =>
+    s.log.error({ err, requestId: adm.requestId }, 'settling the request failed'),
+  );
 }

@@ -183,6 +183,30 @@ export function runLimitsContract(name: string, make: () => Promise<LimitsUnderT
         expect(await budget.used(subject, day)).toBe(40);
       });
 
+      it('a settle repeated after many other settles of the day still changes nothing', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-many');
+        const limit = 1_000_000;
+        await budget.reserve(reserveArgs(subject, 'first', 10, 100, limit));
+        await budget.settle({ subject, day, requestId: 'first', actual: 40 });
+        const others = 300;
+        await Promise.all(
+          Array.from({ length: others }, async (_, i) => {
+            await budget.reserve(reserveArgs(subject, `r${i}`, 1, 10, limit));
+            await budget.settle({ subject, day, requestId: `r${i}`, actual: 3 });
+          }),
+        );
+        const used = 40 + others * 3;
+        expect(await budget.settle({ subject, day, requestId: 'first', actual: 99 })).toEqual({ used });
+        expect(await budget.settle({ subject, day, requestId: `r${others - 1}`, actual: 99 })).toEqual({ used });
+        // A settle of the same id for another subject or day is a different request.
+        expect(await budget.settle({ subject: unique('budget-other'), day, requestId: 'first', actual: 5 })).toEqual({
+          used: 5,
+        });
+        expect(await budget.settle({ subject, day: '2030-01-16', requestId: 'first', actual: 5 })).toEqual({ used: 5 });
+        expect(await budget.used(subject, day)).toBe(used);
+      });
+
       it('settling an unknown reservation charges the actual amount once', async () => {
         const { budget } = await limits();
         const subject = unique('budget-unknown');

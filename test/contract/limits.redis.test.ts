@@ -39,31 +39,69 @@ runLimitsContract('redis', async () => {
 });
 
 describe('redis limits: keys', () => {
+  /** Redis Cluster hashes only the first {...} of a key: equal tags mean one slot. */
+  const hashTag = (key: string) => /\{([^}]*)\}/.exec(key)?.[1];
+
   it('every key starts with gg: and carries a per-subject hash tag', async () => {
     const client = createRedis(server.url);
     await waitForReady(client, 10_000);
     try {
       const subject = `key:tagged-${Date.now()}`;
+      const budget = new RedisTokenBudget(client);
+      const day = '2030-03-01';
       await new RedisRateLimiter(client).consume(subject, 5);
       await new RedisRateLimiter(client, 'gg:auth').consume(subject, 5);
       await new RedisConcurrencyLimiter(client).acquire(subject, 'l1', 1, 30_000);
-      await new RedisTokenBudget(client).reserve({
-        subject,
-        day: '2030-03-01',
-        requestId: 'r1',
-        min: 1,
-        max: 5,
-        limit: 10,
-      });
+      await budget.reserve({ subject, day, requestId: 'r1', min: 1, max: 5, limit: 10 });
+      await budget.settle({ subject, day, requestId: 'r1', actual: 3 });
       const keys = (await client.keys(`*${subject}*`)).sort();
       expect(keys).toEqual([
         `gg:auth:5:{${subject}}`,
-        `gg:budget:{${subject}:2030-03-01}`,
+        `gg:budget:{${subject}:${day}}`,
+        `gg:budget:{${subject}:${day}}:settled:r1`,
         `gg:conc:{${subject}}`,
         `gg:rl:5:{${subject}}`,
       ]);
+      // The settle script touches the ledger and the marker together: both must be in one slot.
+      expect(hashTag(`gg:budget:{${subject}:${day}}:settled:r1`)).toBe(hashTag(`gg:budget:{${subject}:${day}}`));
       // Nothing is kept forever.
       for (const key of keys) expect(await client.ttl(key)).toBeGreaterThan(0);
+      // The settled marker only covers settle retries; the ledger lives until after its day.
+      expect(await client.ttl(`gg:budget:{${subject}:${day}}:settled:r1`)).toBeLessThanOrEqual(3600);
+      expect(await client.ttl(`gg:budget:{${subject}:${day}}`)).toBeGreaterThan(3600);
+    } finally {
+      await client.quit();
+    }
+  });
+
+  it('the day ledger keeps no per-request fields for settled requests', async () => {
+    const client = createRedis(server.url);
+    await waitForReady(client, 10_000);
+    try {
+      const subject = `key:many-${Date.now()}`;
+      const day = '2030-03-02';
+      const budget = new RedisTokenBudget(client);
+      const settles = 200;
+      await Promise.all(
+        Array.from({ length: settles }, async (_, i) => {
+          await budget.reserve({ subject, day, requestId: `r${i}`, min: 1, max: 10, limit: 1_000_000 });
+          await budget.settle({ subject, day, requestId: `r${i}`, actual: 2 });
+        }),
+      );
+      await budget.reserve({ subject, day, requestId: 'open', min: 1, max: 10, limit: 1_000_000 });
+      const ledger = `gg:budget:{${subject}:${day}}`;
+      // `used` and the one open reservation, however many requests were settled before.
+      expect(await client.hgetall(ledger)).toEqual({ used: String(settles * 2 + 10), 'r:open': '10' });
+      expect(await client.hlen(ledger)).toBe(2);
+      // Every settle is still remembered, each on a key that expires on its own.
+      const markers = await client.keys(`${ledger}:settled:*`);
+      expect(markers).toHaveLength(settles);
+      for (const marker of markers.slice(0, 10)) {
+        const ttl = await client.ttl(marker);
+        expect(ttl).toBeGreaterThan(0);
+        expect(ttl).toBeLessThanOrEqual(3600);
+      }
+      expect(await budget.settle({ subject, day, requestId: 'r0', actual: 50 })).toEqual({ used: settles * 2 + 10 });
     } finally {
       await client.quit();
     }

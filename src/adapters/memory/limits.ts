@@ -122,18 +122,24 @@ function dropExpired(leases: Map<string, number>, now: number): void {
   for (const [id, expiresAt] of leases) if (expiresAt <= now) leases.delete(id);
 }
 
+/**
+ * How long a settle is remembered, so a repeated settle of the same request changes nothing.
+ * Settles are retried within seconds; keeping a marker for the whole day would grow with traffic.
+ */
+export const SETTLED_MARKER_TTL_SEC = 3600;
+
 interface DayLedger {
   used: number;
   /** requestId → tokens reserved and not yet settled. */
   reserved: Map<string, number>;
-  /** requestIds already settled, so a repeated settle changes nothing. */
-  settled: Set<string>;
 }
 
 export class MemoryTokenBudget implements TokenBudget {
   /** day → subject → ledger. */
   readonly #days = new Map<string, Map<string, DayLedger>>();
   #newestDay = '';
+  /** subject/day/requestId of recent settles → when the marker expires (epoch ms), oldest first. */
+  readonly #settled = new Map<string, number>();
 
   async reserve(args: {
     subject: string;
@@ -157,10 +163,13 @@ export class MemoryTokenBudget implements TokenBudget {
   async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
     checkBudgetArgs(args);
     const ledger = this.#ledger(args.subject, args.day);
-    if (ledger.settled.has(args.requestId)) return { used: ledger.used };
+    const now = Date.now();
+    this.#forgetSettled(now);
+    const marker = `${args.subject}\u0000${args.day}\u0000${args.requestId}`;
+    if (this.#settled.has(marker)) return { used: ledger.used };
     ledger.used += args.actual - (ledger.reserved.get(args.requestId) ?? 0);
     ledger.reserved.delete(args.requestId);
-    ledger.settled.add(args.requestId);
+    this.#settled.set(marker, now + SETTLED_MARKER_TTL_SEC * 1000);
     return { used: ledger.used };
   }
 
@@ -178,10 +187,19 @@ export class MemoryTokenBudget implements TokenBudget {
     }
     let ledger = subjects.get(subject);
     if (!ledger) {
-      ledger = { used: 0, reserved: new Map(), settled: new Set() };
+      ledger = { used: 0, reserved: new Map() };
       subjects.set(subject, ledger);
     }
     return ledger;
+  }
+
+  // Every marker gets the same window, so insertion order is expiry order: stop at the first live one
+  // (a clock stepping back only keeps a few markers a little longer).
+  #forgetSettled(now: number): void {
+    for (const [marker, expiresAt] of this.#settled) {
+      if (expiresAt > now) return;
+      this.#settled.delete(marker);
+    }
   }
 
   // Keeps today and yesterday: a request that started before midnight settles on its own day.

@@ -11,7 +11,7 @@ import type {
   RateLimiter,
   TokenBudget,
 } from '../../domain/ports.js';
-import { checkBudgetArgs, decision } from '../memory/limits.js';
+import { checkBudgetArgs, decision, SETTLED_MARKER_TTL_SEC } from '../memory/limits.js';
 import type { RedisClient } from './client.js';
 
 export class RedisRateLimiter implements RateLimiter {
@@ -62,8 +62,8 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonu
 end
 return {0, redis.call('ZCARD', KEYS[1])}`;
 
-// KEYS[1] day ledger hash (fields: used, r:<requestId> reserved, s:<requestId> settled);
-// ARGV requestId, min, max, limit, expireAtSec. Returns {ok, granted, used}.
+// KEYS[1] day ledger hash (fields: used, r:<requestId> reserved); ARGV requestId, min, max, limit,
+// expireAtSec. Returns {ok, granted, used}.
 // Grant rule mirrors the in-process adapter: refuse when nothing is left or less than min fits.
 const RESERVE = `local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local existing = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
@@ -76,14 +76,16 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], granted)
 redis.call('EXPIREAT', KEYS[1], ARGV[5])
 return {1, granted, used}`;
 
-// KEYS[1] day ledger hash; ARGV requestId, actual, expireAtSec. Returns used.
-const SETTLE = `if redis.call('HEXISTS', KEYS[1], 's:' .. ARGV[1]) == 1 then
+// KEYS[1] day ledger hash; KEYS[2] this request's settled marker (same hash tag, so same slot);
+// ARGV requestId, actual, expireAtSec, markerTtlSec. Returns used.
+// The marker is its own short-lived key rather than a hash field, so settled requests do not
+// accumulate in the ledger for the rest of the day.
+const SETTLE = `if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[4]) then
   return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 end
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[1]) or '0')
 local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - reserved)
 redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
-redis.call('HSET', KEYS[1], 's:' .. ARGV[1], 1)
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return used`;
 
@@ -98,14 +100,21 @@ interface LimitCommands {
     limit: number,
     expireAtSec: number,
   ): Promise<[number, number, number]>;
-  ggBudgetSettle(key: string, requestId: string, actual: number, expireAtSec: number): Promise<number>;
+  ggBudgetSettle(
+    key: string,
+    markerKey: string,
+    requestId: string,
+    actual: number,
+    expireAtSec: number,
+    markerTtlSec: number,
+  ): Promise<number>;
 }
 
 function withCommands(client: RedisClient): LimitCommands {
   // Defining again is harmless: ioredis keeps one script per name and sends EVALSHA.
   client.defineCommand('ggLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
   client.defineCommand('ggBudgetReserve', { numberOfKeys: 1, lua: RESERVE });
-  client.defineCommand('ggBudgetSettle', { numberOfKeys: 1, lua: SETTLE });
+  client.defineCommand('ggBudgetSettle', { numberOfKeys: 2, lua: SETTLE });
   return client as unknown as LimitCommands;
 }
 
@@ -164,11 +173,14 @@ export class RedisTokenBudget implements TokenBudget {
 
   async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
     checkBudgetArgs(args);
+    const key = budgetKey(args.subject, args.day);
     const used = await this.#commands.ggBudgetSettle(
-      budgetKey(args.subject, args.day),
+      key,
+      `${key}:settled:${args.requestId}`,
       args.requestId,
       args.actual,
       expireAtSec(args.day),
+      SETTLED_MARKER_TTL_SEC,
     );
     return { used };
   }

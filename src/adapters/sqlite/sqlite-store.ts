@@ -69,6 +69,56 @@ interface AuditRow {
   meta: string | null;
 }
 
+type UsageParams = [
+  string,
+  string,
+  string,
+  string,
+  string | null,
+  string,
+  number,
+  number,
+  number,
+  number,
+  string,
+  number,
+  number,
+  number,
+  number,
+];
+
+/** In the column order of the usage_requests INSERT. */
+function usageParams(r: UsageRecord): UsageParams {
+  return [
+    r.requestId,
+    r.keyId,
+    r.discordId,
+    r.model,
+    r.upstream,
+    r.endpoint,
+    r.promptTokens,
+    r.completionTokens,
+    r.chargedTokens,
+    r.estimated ? 1 : 0,
+    r.status,
+    r.httpStatus,
+    r.latencyMs,
+    r.stream ? 1 : 0,
+    r.createdAt.getTime(),
+  ];
+}
+
+/** One (day, user, model) group of a usage batch, added to usage_daily in one upsert. */
+interface DailyDelta {
+  day: string;
+  discordId: string;
+  model: string;
+  requests: number;
+  prompt: number;
+  completion: number;
+  charged: number;
+}
+
 const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
 const date = (n: number | null): Date | null => (n === null ? null : new Date(n));
 
@@ -191,15 +241,15 @@ function prepareStatements(db: Database.Database) {
       WHERE id = @id AND (@if_status IS NULL OR status IN (SELECT value FROM json_each(@if_status)))
       RETURNING *`,
     ),
-    insertRequest: db.prepare(
+    // Positional parameters: binding an array is cheaper than a named-parameter object per row.
+    insertRequest: db.prepare<UsageParams>(
       `INSERT OR IGNORE INTO usage_requests (request_id, key_id, discord_id, model, upstream, endpoint, prompt_tokens,
         completion_tokens, charged_tokens, estimated, status, http_status, latency_ms, stream, created_at)
-      VALUES (@request_id, @key_id, @discord_id, @model, @upstream, @endpoint, @prompt_tokens, @completion_tokens,
-        @charged_tokens, @estimated, @status, @http_status, @latency_ms, @stream, @created_at)`,
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    addDaily: db.prepare(
+    addDaily: db.prepare<[string, string, string, number, number, number, number]>(
       `INSERT INTO usage_daily (day, discord_id, model, requests, prompt_tokens, completion_tokens, charged_tokens)
-      VALUES (@day, @discord_id, @model, 1, @prompt_tokens, @completion_tokens, @charged_tokens)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (day, discord_id, model) DO UPDATE SET
         requests = requests + excluded.requests,
         prompt_tokens = prompt_tokens + excluded.prompt_tokens,
@@ -279,34 +329,25 @@ export class SqliteStore implements Store {
     };
 
     this.insertUsageTx = db.transaction((records: UsageRecord[], dayOf: (r: UsageRecord) => string) => {
+      // Summed here so a batch costs one aggregate upsert per (day, user, model), not one per record.
+      const daily = new Map<string, DailyDelta>();
       for (const r of records) {
-        const inserted = this.stmt.insertRequest.run({
-          request_id: r.requestId,
-          key_id: r.keyId,
-          discord_id: r.discordId,
-          model: r.model,
-          upstream: r.upstream,
-          endpoint: r.endpoint,
-          prompt_tokens: r.promptTokens,
-          completion_tokens: r.completionTokens,
-          charged_tokens: r.chargedTokens,
-          estimated: r.estimated ? 1 : 0,
-          status: r.status,
-          http_status: r.httpStatus,
-          latency_ms: r.latencyMs,
-          stream: r.stream ? 1 : 0,
-          created_at: r.createdAt.getTime(),
-        });
-        // Already stored (a retried batch): counted the first time, not again.
-        if (inserted.changes === 0) continue;
-        this.stmt.addDaily.run({
-          day: dayOf(r),
-          discord_id: r.discordId,
-          model: r.model,
-          prompt_tokens: r.promptTokens,
-          completion_tokens: r.completionTokens,
-          charged_tokens: r.chargedTokens,
-        });
+        // Already stored (a retried batch, or twice in this one): counted the first time, not again.
+        if (this.stmt.insertRequest.run(...usageParams(r)).changes === 0) continue;
+        const day = dayOf(r);
+        const group = `${day}\u0000${r.discordId}\u0000${r.model}`;
+        let d = daily.get(group);
+        if (!d) {
+          d = { day, discordId: r.discordId, model: r.model, requests: 0, prompt: 0, completion: 0, charged: 0 };
+          daily.set(group, d);
+        }
+        d.requests++;
+        d.prompt += r.promptTokens;
+        d.completion += r.completionTokens;
+        d.charged += r.chargedTokens;
+      }
+      for (const d of daily.values()) {
+        this.stmt.addDaily.run(d.day, d.discordId, d.model, d.requests, d.prompt, d.completion, d.charged);
       }
     });
 
