@@ -32,11 +32,11 @@ function formatIssues(issues: Array<{ path: PropertyKey[]; message: string }>): 
 }
 
 /**
- * GUILDGATE_HOST and GUILDGATE_PORT override `server.host` / `server.port`, so a container image
- * can listen on 0.0.0.0 whatever config file is mounted.
+ * GUILDGATE_HOST, GUILDGATE_PORT and GUILDGATE_TRUST_PROXY override their `server` fields, so a
+ * container image or a compose file can set how the process listens whatever config is mounted.
  */
-function withListenOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
-  if (!env.GUILDGATE_HOST && !env.GUILDGATE_PORT) return raw;
+function withServerOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+  if (!env.GUILDGATE_HOST && !env.GUILDGATE_PORT && !env.GUILDGATE_TRUST_PROXY) return raw;
   if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) return raw;
   const obj = (raw ?? {}) as Record<string, unknown>;
   const server = obj.server && typeof obj.server === 'object' ? (obj.server as Record<string, unknown>) : {};
@@ -46,13 +46,19 @@ function withListenOverrides(raw: unknown, env: NodeJS.ProcessEnv): unknown {
       ...server,
       ...(env.GUILDGATE_HOST ? { host: env.GUILDGATE_HOST } : {}),
       ...(env.GUILDGATE_PORT ? { port: Number(env.GUILDGATE_PORT) } : {}),
+      ...(env.GUILDGATE_TRUST_PROXY ? { trustProxy: parseTrustProxy(env.GUILDGATE_TRUST_PROXY) } : {}),
     },
   };
 }
 
+function parseTrustProxy(value: string): unknown {
+  if (value === 'true' || value === 'false') return value === 'true';
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
 /** Validates an already-parsed config object plus environment. Throws ConfigError. */
 export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string | null): Config {
-  const input = withListenOverrides(raw, env) ?? {};
+  const input = withServerOverrides(raw, env) ?? {};
   const parsed = configSchema.safeParse(input);
   const issues = [...(parsed.success ? [] : parsed.error.issues), ...crossReferenceIssues(input)];
   if (!parsed.success || issues.length) throw new ConfigError(source, formatIssues(issues));

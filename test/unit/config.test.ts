@@ -288,6 +288,25 @@ describe('invalid fields', () => {
   });
 });
 
+describe('server overrides from the environment', () => {
+  it('GUILDGATE_HOST, GUILDGATE_PORT and GUILDGATE_TRUST_PROXY win over the file', () => {
+    const file = { server: { host: '127.0.0.1', port: 9000, trustProxy: false } };
+    const cfg = buildConfig(
+      file,
+      { GUILDGATE_HOST: '0.0.0.0', GUILDGATE_PORT: '8080', GUILDGATE_TRUST_PROXY: '1' },
+      't',
+    );
+    expect(cfg.server).toMatchObject({ host: '0.0.0.0', port: 8080, trustProxy: 1 });
+    expect(buildConfig({}, { GUILDGATE_TRUST_PROXY: 'true' }, 't').server.trustProxy).toBe(true);
+    expect(buildConfig(file, {}, 't').server).toMatchObject({ host: '127.0.0.1', port: 9000, trustProxy: false });
+  });
+
+  it('a bad override is reported under the field it overrides', () => {
+    const err = configError(() => buildConfig({}, { GUILDGATE_PORT: 'eighty' }, 't'));
+    expect([...byPath(err).keys()]).toEqual(['server.port']);
+  });
+});
+
 describe('environment and secrets', () => {
   const SECRET = 'sk-test-8d1f0c6e2b9a4f7d93c5e1a0b2c4d6e8';
   const MONGO_PASSWORD = 'hunter2-very-secret';
