@@ -11,7 +11,7 @@ import { requestId } from './middleware/request-id.js';
 import { chatCompletions } from './routes/chat-completions.js';
 import { completions } from './routes/completions.js';
 import { embeddings } from './routes/embeddings.js';
-import { healthRouter } from './routes/health.js';
+import { healthz, readyz } from './routes/health.js';
 import { listModels, retrieveModel } from './routes/models.js';
 
 export function createRelayApp(s: Services, opts: { isDraining?: () => boolean } = {}): Express {
@@ -22,7 +22,8 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   app.use(requestId);
   app.use(accessLog(s.log));
   const isDraining = opts.isDraining ?? (() => false);
-  app.use(healthRouter(s, isDraining));
+  app.get('/healthz', healthz);
+  app.get('/readyz', readyz(s, isDraining));
   app.use((_req, res, next) => {
     if (!isDraining()) return next();
     // Shutting down: refuse new work on connections that are still open, and close them.

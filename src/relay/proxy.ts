@@ -163,7 +163,7 @@ async function relayJson(
       .json(errorBody('The upstream provider sent an invalid JSON response.', 'api_error', 'bad_upstream_response'));
     return { status: 'upstream_error', httpStatus: 502, promptTokens: 0, completionTokens: 0, estimated: false };
   }
-  res.status(200).type('application/json').send(raw);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': raw.length }).end(raw);
   const usage = readUsage(json);
   if (usage) {
     return {
@@ -308,7 +308,7 @@ export async function relayCall(
     choices: call.choices,
     completions: call.endpoint !== 'embeddings',
   });
-  res.set(adm.headers);
+  for (const name in adm.headers) res.setHeader(name, adm.headers[name]!);
 
   const controller = new AbortController();
   const onClose = () => {

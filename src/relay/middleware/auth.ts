@@ -19,11 +19,14 @@ export function authenticate(s: Services): RequestHandler {
   const blocked = new Map<string, number>();
 
   return async (req, res, next) => {
-    const ip = req.ip ?? 'unknown';
-    const until = blocked.get(ip);
-    if (until !== undefined) {
-      if (until > Date.now()) throw tooManyFailures((until - Date.now()) / 1000);
-      blocked.delete(ip);
+    // Resolving the client address (trust proxy rules) is only worth it once some address failed.
+    if (blocked.size > 0) {
+      const ip = req.ip ?? 'unknown';
+      const until = blocked.get(ip);
+      if (until !== undefined) {
+        if (until > Date.now()) throw tooManyFailures((until - Date.now()) / 1000);
+        blocked.delete(ip);
+      }
     }
     const match = BEARER.exec(req.headers.authorization ?? '');
     if (!match) {
@@ -33,6 +36,7 @@ export function authenticate(s: Services): RequestHandler {
     }
     const result = await s.verifier.verify(match[1]!);
     if (!result.ok) {
+      const ip = req.ip ?? 'unknown';
       const d = await s.authFailures.consume(`ip:${ip}`, limits.authFailuresPerMinute);
       if (!d.allowed) {
         blocked.set(ip, Date.now() + d.resetMs);

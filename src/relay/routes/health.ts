@@ -1,13 +1,14 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Services } from '../../services.js';
 
-/** Liveness says the process serves HTTP; readiness says it can do its job (store reachable, not draining). */
-export function healthRouter(s: Services, isDraining: () => boolean): Router {
-  const r = Router();
-  r.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  r.get('/readyz', async (_req, res) => {
+/** Liveness: the process serves HTTP. */
+export const healthz: RequestHandler = (_req, res) => {
+  res.json({ status: 'ok' });
+};
+
+/** Readiness: the store answers and the process is not draining. */
+export function readyz(s: Services, isDraining: () => boolean): RequestHandler {
+  return async (_req, res) => {
     if (isDraining()) {
       res.status(503).json({ status: 'draining' });
       return;
@@ -18,6 +19,5 @@ export function healthRouter(s: Services, isDraining: () => boolean): Router {
     } catch {
       res.status(503).json({ status: 'unavailable', reason: 'store unreachable' });
     }
-  });
-  return r;
+  };
 }
