@@ -39,6 +39,8 @@ interface Outcome {
 /** Largest upstream body (JSON answer or error) read into memory. */
 const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+/** A chunk whose `usage` is an object (not the `null` OpenAI puts in every other chunk). */
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 
 async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -51,9 +53,9 @@ async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function parseJson(buf: Buffer): Record<string, unknown> | null {
+function parseObject(text: string): Record<string, unknown> | null {
   try {
-    const v = JSON.parse(buf.toString('utf8'));
+    const v = JSON.parse(text);
     return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
   } catch {
     return null;
@@ -101,7 +103,7 @@ function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> 
 /** Maps a non-2xx upstream answer to what the client gets. 4xx bodies pass through in OpenAI shape. */
 async function relayUpstreamError(res: Response, r: UpstreamResponse, upstream: string): Promise<number> {
   const raw = await readAll(r.body).catch(() => Buffer.alloc(0));
-  const json = parseJson(raw);
+  const json = parseObject(raw.toString('utf8'));
   const err = json?.error as Record<string, unknown> | undefined;
   const message = typeof err?.message === 'string' ? err.message : null;
   if (r.status === 429) {
@@ -156,7 +158,7 @@ async function relayJson(
   call: RelayCall,
 ): Promise<Omit<Outcome, 'upstream'>> {
   const raw = await readAll(r.body);
-  const json = parseJson(raw);
+  const json = parseObject(raw.toString('utf8'));
   if (!json) {
     res
       .status(502)
@@ -215,7 +217,8 @@ async function relayStream(
   const decoder = new TextDecoder();
   const parser = new SseParser();
   let pending = '';
-  let delivered = '';
+  /** Data of the forwarded chunks, parsed only if the delivered text has to be counted. */
+  const forwarded: string[] = [];
   let usage: { prompt: number; completion: number } | null = null;
   let failure: unknown = null;
 
@@ -224,17 +227,18 @@ async function relayStream(
     let forwardIt = true;
     for (const ev of parser.push(raw)) {
       if (ev.data === '[DONE]') continue;
-      let obj: Record<string, unknown> | null = null;
-      try {
-        obj = JSON.parse(ev.data);
-      } catch {
-        continue;
+      // Only chunks carrying a usage object need parsing on the way through.
+      if (USAGE_OBJECT.test(ev.data)) {
+        const obj = parseObject(ev.data);
+        const u = readUsage(obj);
+        if (u) usage = u;
+        // The usage-only chunk we asked for on the client's behalf is not theirs to see.
+        if (u && !clientWantsUsage && Array.isArray(obj?.choices) && obj.choices.length === 0) {
+          forwardIt = false;
+          continue;
+        }
       }
-      const u = readUsage(obj);
-      if (u) usage = u;
-      // The usage-only chunk we asked for on the client's behalf is not theirs to see.
-      if (u && !clientWantsUsage && Array.isArray(obj?.choices) && obj.choices.length === 0) forwardIt = false;
-      delivered += producedText(obj);
+      forwarded.push(ev.data);
     }
     return forwardIt ? raw : '';
   };
@@ -281,6 +285,7 @@ async function relayStream(
     };
   }
   // No usage from the provider, or the stream ended early: charge what was delivered.
+  const delivered = forwarded.map((data) => producedText(parseObject(data))).join('');
   return {
     status,
     httpStatus: 200,
