@@ -28,6 +28,8 @@ export function createRedis(url: string, opts: RedisClientOptions = {}): RedisCl
   const common: RedisOptions = {
     lazyConnect: false,
     enableOfflineQueue: false,
+    // Commands issued in the same tick (admission's three checks) leave in one write.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: opts.commandTimeoutMs ?? 1_000,
     retryStrategy: backoff,
@@ -46,6 +48,7 @@ export function createRedis(url: string, opts: RedisClientOptions = {}): RedisCl
       client = new Cluster(parsed.hosts.map(hostPort(6379)), {
         lazyConnect: false,
         enableOfflineQueue: false,
+        enableAutoPipelining: true,
         clusterRetryStrategy: backoff,
         redisOptions: {
           ...auth,
