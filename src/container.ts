@@ -13,6 +13,7 @@ import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
 import { o200kTokenizer } from './adapters/tokenizer.js';
 import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
 import type { LimitDeps } from './app/admission.js';
+import { InFlight } from './app/in-flight.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
@@ -22,6 +23,8 @@ import type { Services } from './services.js';
 
 /** Longest a request may hold a concurrency slot if its process dies without releasing it. */
 const LEASE_TTL_MS = 10 * 60_000;
+/** How long closing keeps retrying usage writes the store refuses. */
+const USAGE_FLUSH_MS = 3_000;
 
 interface LimitAdapters {
   rate: RateLimiter;
@@ -122,6 +125,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     tokenizer: o200kTokenizer,
     verifier,
     usage,
+    inflight: new InFlight(),
     authFailures: limits.authFailures,
     limits: limitDeps,
     keys: {
@@ -133,9 +137,9 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
       gates: config.gates,
     },
     backends,
-    close() {
+    close(deadline = Date.now() + USAGE_FLUSH_MS) {
       closed ??= (async () => {
-        await usage.stop(Date.now() + config.server.shutdownGraceMs);
+        await usage.stop(deadline);
         await upstream.close();
         await limits.keyEvents.close();
         await limits.close();

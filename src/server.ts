@@ -33,8 +33,6 @@ export async function startRelay(
     await services.close();
     throw err;
   });
-  // Streams can be long; the per-upstream idle timeout guards them instead of the socket timeout.
-  server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
 
   const stopRetention = scheduleRetention(services.store, config.usage.retentionDays, services.now, services.log);
@@ -57,7 +55,9 @@ export async function startRelay(
       await closed;
       clearInterval(sweep);
       clearTimeout(timer);
-      await services.close();
+      // Connections closed at the deadline abort their requests; let those record and settle.
+      await services.inflight.settled(Date.now() + 2_000);
+      await services.close(Date.now() + 3_000);
     })();
     return stopping;
   };

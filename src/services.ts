@@ -2,6 +2,7 @@
 // once, behind its port.
 import type { Logger } from 'pino';
 import type { LimitDeps } from './app/admission.js';
+import type { InFlight } from './app/in-flight.js';
 import type { KeyDeps } from './app/keys.js';
 import type { UsageRecorder } from './app/usage-recorder.js';
 import type { KeyVerifier } from './app/verify-key.js';
@@ -18,11 +19,14 @@ export interface Services {
   tokenizer: Tokenizer;
   verifier: KeyVerifier;
   usage: UsageRecorder;
+  /** Relayed requests not yet recorded and settled. */
+  inflight: InFlight;
   /** Failed authentications per client IP. */
   authFailures: RateLimiter;
   limits: LimitDeps;
   keys: KeyDeps;
   /** Which backends are in use, for logs and /readyz. */
   backends: { store: 'sqlite' | 'mongo'; limits: 'memory' | 'redis' };
-  close(): Promise<void>;
+  /** Flushes usage (until `deadline`, epoch ms) and closes every adapter. Idempotent. */
+  close(deadline?: number): Promise<void>;
 }

@@ -20,11 +20,12 @@ export type FailurePolicy = 'open' | 'closed';
 export interface FailurePolicyOptions {
   /** After a failure the primary is skipped this long before one call probes it again. */
   probeAfterMs?: number;
-  /** Cap on remembered fallback reservations/leases and on settles waiting for the primary. */
+  /** Cap on remembered fallback reservations/leases and on settles/releases waiting for the primary. */
   maxTracked?: number;
 }
 
 type SettleArgs = Parameters<TokenBudget['settle']>[0];
+type ReleaseArgs = { subject: string; leaseId: string };
 
 export function withFailurePolicy(
   primary: Limiters,
@@ -37,35 +38,68 @@ export function withFailurePolicy(
   // Reservations and leases taken by the fallback are settled/released there, never on the primary.
   const fallbackReservations = new BoundedSet(maxTracked);
   const fallbackLeases = new BoundedSet(maxTracked);
-  // Settles of primary reservations made while the primary was down, replayed once it is back
-  // (the primary's settle is idempotent, so a replay can never charge twice).
-  const pendingSettles = new Map<string, SettleArgs>();
-  let droppedSettles = 0;
+  // Settles of primary reservations and releases of primary leases that failed while the primary
+  // was down, replayed once it is back. Both are idempotent on the primary, so a replay can never
+  // charge twice or free someone else's slot; an unreplayed release would hold its slot until the TTL.
+  const pendingSettles = new PendingCalls<SettleArgs>(maxTracked);
+  const pendingReleases = new PendingCalls<ReleaseArgs>(maxTracked);
   let flushing = false;
 
   const circuit = new Circuit(opts.probeAfterMs ?? 1_000, log, policy, () => {
-    log.info({ pendingSettles: pendingSettles.size, droppedSettles }, 'limiter store recovered; using it again');
-    droppedSettles = 0;
-    void flushSettles();
+    log.info(
+      {
+        pendingSettles: pendingSettles.size,
+        droppedSettles: pendingSettles.takeDropped(),
+        pendingReleases: pendingReleases.size,
+        droppedReleases: pendingReleases.takeDropped(),
+      },
+      'limiter store recovered; using it again',
+    );
+    void flushPending();
   });
 
-  async function flushSettles(): Promise<void> {
+  async function flushPending(): Promise<void> {
     if (flushing) return;
     flushing = true;
     try {
-      for (const [requestId, args] of pendingSettles) {
-        try {
-          const r = await circuit.attempt(() => primary.budget.settle(args));
-          if (!r.ok) return; // Down again: the next recovery flushes the rest.
-        } catch (err) {
-          // A caller error (queued without reaching the primary) would fail on every replay.
-          log.warn({ requestId, error: (err as Error).message }, 'dropping a settle the limiter store refused');
-        }
-        pendingSettles.delete(requestId);
+      // Releases first: a lease left behind refuses requests, a late settle only shifts a count.
+      const released = await replay(
+        pendingReleases,
+        (a) => primary.concurrency.release(a.subject, a.leaseId),
+        (a) => ({ leaseId: a.leaseId }),
+        'dropping a release the limiter store refused',
+      );
+      if (released) {
+        await replay(
+          pendingSettles,
+          (a) => primary.budget.settle(a),
+          (a) => ({ requestId: a.requestId }),
+          'dropping a settle the limiter store refused',
+        );
       }
     } finally {
       flushing = false;
     }
+  }
+
+  /** Replays queued calls oldest first; false if the primary went down again (the next recovery resumes). */
+  async function replay<A>(
+    queue: PendingCalls<A>,
+    call: (args: A) => Promise<unknown>,
+    logIds: (args: A) => object,
+    dropMsg: string,
+  ): Promise<boolean> {
+    for (const [key, args] of queue.entries()) {
+      try {
+        const r = await circuit.attempt(() => call(args));
+        if (!r.ok) return false;
+      } catch (err) {
+        // A caller error (queued without reaching the primary) would fail on every replay.
+        log.warn({ ...logIds(args), error: (err as Error).message }, dropMsg);
+      }
+      queue.delete(key);
+    }
+    return true;
   }
 
   function degrade<T>(cause: unknown, useFallback: () => Promise<T>): Promise<T> {
@@ -97,9 +131,11 @@ export function withFailurePolicy(
       return res;
     },
     async release(subject, leaseId) {
-      if (fallbackLeases.delete(leaseKey(subject, leaseId))) return fallback.concurrency.release(subject, leaseId);
-      // A lease the primary could not release expires by its TTL: nothing to refuse or retry.
-      await circuit.attempt(() => primary.concurrency.release(subject, leaseId));
+      const key = leaseKey(subject, leaseId);
+      if (fallbackLeases.delete(key)) return fallback.concurrency.release(subject, leaseId);
+      // Never refused: the caller is done either way, and the slot is freed once the primary is back.
+      const r = await circuit.attempt(() => primary.concurrency.release(subject, leaseId));
+      if (!r.ok) pendingReleases.add(key, { subject, leaseId });
     },
   };
 
@@ -116,12 +152,7 @@ export function withFailurePolicy(
       if (fallbackReservations.has(args.requestId)) return fallback.budget.settle(args);
       const r = await circuit.attempt(() => primary.budget.settle(args));
       if (r.ok) return r.value;
-      if (pendingSettles.size >= maxTracked) {
-        const oldest = pendingSettles.keys().next().value;
-        if (oldest !== undefined) pendingSettles.delete(oldest);
-        droppedSettles++;
-      }
-      pendingSettles.set(args.requestId, args);
+      pendingSettles.add(args.requestId, args);
       // 'open' also charges the insurance ledger, so this process keeps counting during the outage.
       return degrade(r.cause, () => fallback.budget.settle(args));
     },
@@ -191,6 +222,44 @@ function isStoreFailure(err: unknown): boolean {
 
 function leaseKey(subject: string, leaseId: string): string {
   return `${subject}\u0000${leaseId}`;
+}
+
+/**
+ * Calls waiting for the primary, keyed so a repeated call replaces its earlier copy. Beyond `max`
+ * the oldest are forgotten (and counted) so an outage cannot grow memory without bound.
+ */
+class PendingCalls<A> {
+  readonly #calls = new Map<string, A>();
+  #dropped = 0;
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.#calls.size;
+  }
+
+  add(key: string, args: A): void {
+    if (!this.#calls.has(key) && this.#calls.size >= this.max) {
+      const oldest = this.#calls.keys().next().value;
+      if (oldest !== undefined) this.#calls.delete(oldest);
+      this.#dropped++;
+    }
+    this.#calls.set(key, args);
+  }
+
+  entries(): IterableIterator<[string, A]> {
+    return this.#calls.entries();
+  }
+
+  delete(key: string): void {
+    this.#calls.delete(key);
+  }
+
+  /** How many were forgotten since the last call. */
+  takeDropped(): number {
+    const n = this.#dropped;
+    this.#dropped = 0;
+    return n;
+  }
 }
 
 /** A set that forgets its oldest entries beyond `max`, so an outage cannot grow memory without bound. */

@@ -58,7 +58,7 @@ export async function issueKey(
   input: { discordId: string; actor: string; tier?: string; expiresAt?: Date | null; member?: MemberFacts },
 ): Promise<IssuedKey | KeyFailure> {
   const tier = input.tier ?? deps.defaultTier;
-  if (!(tier in deps.tiers)) return unknownTier(tier);
+  if (!Object.hasOwn(deps.tiers, tier)) return unknownTier(tier);
   const now = deps.now();
   if (input.member) {
     const gate = checkGates(input.member, deps.gates, now);
@@ -162,7 +162,7 @@ export async function setKeyTier(
   deps: KeyDeps,
   input: { keyId: string; tier: string; actor: string; reason?: string | null },
 ): Promise<ChangedKey | KeyFailure> {
-  if (!(input.tier in deps.tiers)) return unknownTier(input.tier);
+  if (!Object.hasOwn(deps.tiers, input.tier)) return unknownTier(input.tier);
   const before = await deps.store.getKeyById(input.keyId);
   const record = await deps.store.updateKey(input.keyId, { tier: input.tier }, ['active', 'suspended']);
   if (!record) return refuse(deps, input.keyId, 'active or suspended');

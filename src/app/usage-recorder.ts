@@ -34,15 +34,13 @@ export class UsageRecorder {
     this.timer.unref();
   }
 
-  get pending(): number {
-    return this.queue.length;
-  }
-
   record(r: UsageRecord): void {
     this.queue.push(r);
     if (this.queue.length > MAX_QUEUED) {
-      this.queue.splice(0, this.queue.length - MAX_QUEUED);
-      this.dropped++;
+      // Drop a tenth at once, so a long outage does not pay an O(n) splice per request.
+      const drop = Math.ceil(MAX_QUEUED / 10);
+      this.queue.splice(0, drop);
+      this.dropped += drop;
     }
     if (this.queue.length >= this.opts.batchSize) void this.flush();
   }

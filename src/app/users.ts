@@ -29,11 +29,14 @@ export async function deleteUser(
   deps: UserDeps,
   input: { discordId: string; actor: string },
 ): Promise<{ ok: true; keys: number; usageRecords: number } | { ok: false; code: 'NOT_FOUND'; message: string }> {
-  if (!(await deps.store.getUser(input.discordId))) {
+  const user = await deps.store.getUser(input.discordId);
+  const keys = await deps.store.listKeys({ discordId: input.discordId, limit: 1000 });
+  // Deleting runs even without a user row: usage written just after an earlier deletion must
+  // still be removable.
+  const removed = await deps.store.deleteUser(input.discordId);
+  if (!user && removed.keys === 0 && removed.usageRecords === 0) {
     return { ok: false, code: 'NOT_FOUND', message: `No stored data for Discord user ${input.discordId}.` };
   }
-  const keys = await deps.store.listKeys({ discordId: input.discordId, limit: 1000 });
-  const removed = await deps.store.deleteUser(input.discordId);
   for (const k of keys) await announce(deps, k.hash);
   await deps.store.appendAudit({
     id: newId('aud'),

@@ -11,6 +11,9 @@ export const EXIT = { ok: 0, refused: 1, usage: 2, service: 3 } as const;
 /** An expected refusal (unknown key, wrong status, ...): exit code 1 with its message. */
 export class Refused extends Error {}
 
+/** A bad argument or option value: exit code 2 with its message. */
+export class UsageError extends Error {}
+
 /** Runs `fn` with services built from the config, then closes them (flushing any writes). */
 export async function withServices<T>(fn: (s: Services) => Promise<T>): Promise<T> {
   const config = loadConfig();
@@ -52,6 +55,6 @@ export function table(rows: Array<Record<string, unknown>>): string {
 
 export function parsePositiveInt(value: string, name: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Refused(`${name} must be a positive whole number, got "${value}"`);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive whole number, got "${value}"`);
   return n;
 }

@@ -8,7 +8,7 @@ import { registerDemoCommand } from './commands/demo.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerUsageCommands } from './commands/usage.js';
 import { registerUserCommands } from './commands/users.js';
-import { EXIT, Refused } from './context.js';
+import { EXIT, Refused, UsageError } from './context.js';
 
 export function buildCli(): Command {
   const program = new Command('guildgate')
@@ -31,6 +31,10 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT.usage;
     }
     if (err instanceof Refused) {
       process.stderr.write(`error: ${err.message}\n`);

@@ -48,6 +48,11 @@ export const modelSchema = z.strictObject({
   tokenWeight: z.number().positive().default(1),
   /** Which endpoints the model serves. */
   kind: z.enum(['chat', 'embedding']).default('chat'),
+  /**
+   * Completion cap the relay adds when a client sends none (so a reservation is an upper bound).
+   * Reasoning models (OpenAI o-series, gpt-5) accept only `max_completion_tokens`.
+   */
+  maxTokensParam: z.enum(['max_tokens', 'max_completion_tokens']).default('max_tokens'),
   ownedBy: z.string().default('guildgate'),
 });
 

@@ -6,7 +6,7 @@ import type { Response } from 'express';
 import { type Admission, admit, charge, settle } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import type { ModelConfig, TierConfig } from '../config/schema.js';
-import { AppError, UpstreamUnavailableError } from '../domain/errors.js';
+import { AppError, UpstreamTimeoutError, UpstreamUnavailableError } from '../domain/errors.js';
 import type { UpstreamResponse } from '../domain/ports.js';
 import { SseParser } from '../domain/sse.js';
 import type { KeyRecord, UsageRecord, UsageStatus } from '../domain/types.js';
@@ -21,7 +21,7 @@ export interface RelayCall {
   body: Record<string, unknown>;
   promptTokens: number;
   stream: boolean;
-  /** Which field carries the completion cap: chat accepts `max_completion_tokens` too. */
+  /** Field to add when the client sent no completion cap; null for embeddings (no completion). */
   maxTokensField: 'max_tokens' | 'max_completion_tokens' | null;
   requestedMaxTokens: number | null;
   choices: number;
@@ -39,8 +39,22 @@ interface Outcome {
 /** Largest upstream body (JSON answer or error) read into memory. */
 const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+/** An SSE event larger than this is not a model's answer: the stream is treated as broken. */
+const MAX_EVENT_CHARS = 4 * 1024 * 1024;
+/** Forwarded chunk data kept for counting before it is counted and dropped. */
+const FOLD_CHARS = 256 * 1024;
+const CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 /** A chunk whose `usage` is an object (not the `null` OpenAI puts in every other chunk). */
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
+
+/** An error while reading an upstream body, as the client should see it (aborts pass through). */
+function bodyError(err: unknown): unknown {
+  if (err instanceof AppError || (err as Error)?.name === 'AbortError') return err;
+  if ((err as { code?: string })?.code === 'UND_ERR_BODY_TIMEOUT') {
+    return new UpstreamTimeoutError('The upstream provider stopped sending its answer.', err);
+  }
+  return new UpstreamUnavailableError('The upstream connection failed while reading its answer.', err);
+}
 
 async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -67,10 +81,14 @@ interface UsageShape {
   completion_tokens?: number;
 }
 
+const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+
+/** The provider's `usage`, when it is well formed; anything else is treated as missing (and estimated). */
 function readUsage(obj: Record<string, unknown> | null): { prompt: number; completion: number } | null {
   const u = obj?.usage as UsageShape | null | undefined;
-  if (!u || typeof u.prompt_tokens !== 'number') return null;
-  return { prompt: u.prompt_tokens, completion: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
+  if (!u || !isCount(u.prompt_tokens)) return null;
+  if (u.completion_tokens !== undefined && !isCount(u.completion_tokens)) return null;
+  return { prompt: u.prompt_tokens, completion: u.completion_tokens ?? 0 };
 }
 
 /** Text the model produced in a JSON answer or a stream chunk (chat and legacy completions). */
@@ -90,8 +108,17 @@ function producedText(obj: Record<string, unknown> | null): string {
 function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> {
   const body: Record<string, unknown> = { ...call.body };
   if (call.maxTokensField) {
-    const asked = call.requestedMaxTokens;
-    body[call.maxTokensField] = asked === null ? adm.maxCompletionTokens : Math.min(asked, adm.maxCompletionTokens);
+    // Clamp every cap the client sent; with none, add the model's own field so the reservation
+    // stays an upper bound.
+    let present = false;
+    for (const field of CAP_FIELDS) {
+      const asked = body[field];
+      if (typeof asked === 'number') {
+        body[field] = Math.min(asked, adm.maxCompletionTokens);
+        present = true;
+      }
+    }
+    if (!present) body[call.maxTokensField] = adm.maxCompletionTokens;
   }
   if (call.stream) {
     // Always ask for usage so the budget is settled from the provider's own count.
@@ -101,11 +128,31 @@ function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> 
 }
 
 /** Maps a non-2xx upstream answer to what the client gets. 4xx bodies pass through in OpenAI shape. */
-async function relayUpstreamError(res: Response, r: UpstreamResponse, upstream: string): Promise<number> {
+async function relayUpstreamError(s: Services, res: Response, r: UpstreamResponse, upstream: string): Promise<number> {
   const raw = await readAll(r.body).catch(() => Buffer.alloc(0));
   const json = parseObject(raw.toString('utf8'));
   const err = json?.error as Record<string, unknown> | undefined;
   const message = typeof err?.message === 'string' ? err.message : null;
+  if (r.status === 401 || r.status === 403 || r.status >= 500) {
+    // The provider's words stay in our logs: a 401/403 is about the operator's provider key (its
+    // message may quote part of it), not the member's relay key, and 5xx texts are internals.
+    s.log.warn(
+      { requestId: res.locals.requestId, upstream, status: r.status, code: err?.code },
+      'upstream refused or failed',
+    );
+  }
+  if (r.status === 401 || r.status === 403) {
+    res
+      .status(502)
+      .json(
+        errorBody(
+          'The relay could not authenticate with its upstream provider. The operator has been told.',
+          'api_error',
+          'upstream_auth_failed',
+        ),
+      );
+    return 502;
+  }
   if (r.status === 429) {
     const retry = r.headers['retry-after'];
     res.set('retry-after', retry && /^\d+$/.test(retry) ? retry : '1');
@@ -125,7 +172,7 @@ async function relayUpstreamError(res: Response, r: UpstreamResponse, upstream: 
       .status(502)
       .json(
         errorBody(
-          `The upstream provider "${upstream}" failed (HTTP ${r.status})${message ? `: ${message}` : '.'}`,
+          `The upstream provider "${upstream}" failed (HTTP ${r.status}). Try again shortly.`,
           'api_error',
           'upstream_error',
         ),
@@ -157,7 +204,9 @@ async function relayJson(
   r: UpstreamResponse,
   call: RelayCall,
 ): Promise<Omit<Outcome, 'upstream'>> {
-  const raw = await readAll(r.body);
+  const raw = await readAll(r.body).catch((err) => {
+    throw bodyError(err);
+  });
   const json = parseObject(raw.toString('utf8'));
   if (!json) {
     res
@@ -186,6 +235,7 @@ async function relayJson(
 }
 
 function write(res: Response, data: string): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
   if (res.write(data)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
@@ -218,7 +268,15 @@ async function relayStream(
   const parser = new SseParser();
   let pending = '';
   /** Data of the forwarded chunks, parsed only if the delivered text has to be counted. */
-  const forwarded: string[] = [];
+  let forwarded: string[] = [];
+  let forwardedChars = 0;
+  /** Tokens of forwarded text already counted (long streams are folded as they go). */
+  let deliveredTokens = 0;
+  const countForwarded = () => {
+    deliveredTokens += s.tokenizer.count(forwarded.map((data) => producedText(parseObject(data))).join(''));
+    forwarded = [];
+    forwardedChars = 0;
+  };
   let usage: { prompt: number; completion: number } | null = null;
   let failure: unknown = null;
 
@@ -239,6 +297,8 @@ async function relayStream(
         }
       }
       forwarded.push(ev.data);
+      forwardedChars += ev.data.length;
+      if (forwardedChars > FOLD_CHARS) countForwarded();
     }
     return forwardIt ? raw : '';
   };
@@ -246,6 +306,8 @@ async function relayStream(
   try {
     for await (const chunk of r.body) {
       pending += decoder.decode(chunk, { stream: true });
+      if (pending.length > MAX_EVENT_CHARS)
+        throw new UpstreamUnavailableError('The upstream sent an oversized SSE event.');
       // The events of one upstream chunk leave in one socket write (headers go with the first).
       let out = '';
       for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
@@ -285,17 +347,27 @@ async function relayStream(
     };
   }
   // No usage from the provider, or the stream ended early: charge what was delivered.
-  const delivered = forwarded.map((data) => producedText(parseObject(data))).join('');
+  countForwarded();
   return {
     status,
     httpStatus: 200,
     promptTokens: complete?.prompt ?? call.promptTokens,
-    completionTokens: s.tokenizer.count(delivered),
+    completionTokens: deliveredTokens,
     estimated: true,
   };
 }
 
-export async function relayCall(
+/** Relays one request; tracked so shutdown waits for its usage record and settle. */
+export function relayCall(
+  s: Services,
+  res: Response,
+  call: RelayCall,
+  auth: { key: KeyRecord; tier: TierConfig },
+): Promise<void> {
+  return s.inflight.track(relay(s, res, call, auth));
+}
+
+async function relay(
   s: Services,
   res: Response,
   call: RelayCall,
@@ -303,23 +375,30 @@ export async function relayCall(
 ): Promise<void> {
   const started = performance.now();
   const requestId = String(res.locals.requestId);
-  const adm = await admit(s.limits, {
-    requestId,
-    key: auth.key,
-    tier: auth.tier,
-    weight: call.model.tokenWeight,
-    promptTokens: call.promptTokens,
-    requestedMaxTokens: call.requestedMaxTokens,
-    choices: call.choices,
-    completions: call.endpoint !== 'embeddings',
-  });
-  for (const name in adm.headers) res.setHeader(name, adm.headers[name]!);
-
+  // Listen before the first await: a client gone during admission must abort too.
   const controller = new AbortController();
   const onClose = () => {
     if (!res.writableFinished) controller.abort();
   };
   res.on('close', onClose);
+  if (res.destroyed) controller.abort();
+  let adm: Admission;
+  try {
+    adm = await admit(s.limits, {
+      requestId,
+      key: auth.key,
+      tier: auth.tier,
+      weight: call.model.tokenWeight,
+      promptTokens: call.promptTokens,
+      requestedMaxTokens: call.requestedMaxTokens,
+      choices: call.choices,
+      completions: call.endpoint !== 'embeddings',
+    });
+  } catch (err) {
+    res.off('close', onClose);
+    throw err;
+  }
+  for (const name in adm.headers) res.setHeader(name, adm.headers[name]!);
 
   let outcome: Outcome = {
     status: 'upstream_error',
@@ -340,7 +419,7 @@ export async function relayCall(
     const r = fwd.response;
     const isSse = (r.headers['content-type'] ?? '').includes('text/event-stream');
     if (r.status < 200 || r.status >= 300) {
-      const httpStatus = await relayUpstreamError(res, r, fwd.upstream);
+      const httpStatus = await relayUpstreamError(s, res, r, fwd.upstream);
       outcome = { ...outcome, status: httpStatus < 500 ? 'client_error' : 'upstream_error', httpStatus };
     } else if (call.stream && isSse) {
       outcome = { ...(await relayStream(s, res, r, call, controller.signal)), upstream: fwd.upstream };
@@ -348,10 +427,13 @@ export async function relayCall(
       outcome = { ...(await relayJson(s, res, r, call)), upstream: fwd.upstream };
     }
   } catch (err) {
+    // Once the prompt may have reached a provider (client gone, or no answer in time) it may be
+    // billed, so it is charged; a connection that never opened costs nothing.
+    const promptSent = { promptTokens: call.promptTokens, estimated: true };
     if (controller.signal.aborted) {
-      outcome = { ...outcome, status: 'aborted', httpStatus: 499 };
+      outcome = { ...outcome, ...promptSent, status: 'aborted', httpStatus: 499 };
     } else if (err instanceof AppError) {
-      outcome = { ...outcome, httpStatus: err.status };
+      outcome = { ...outcome, ...(err instanceof UpstreamTimeoutError ? promptSent : {}), httpStatus: err.status };
       if (!res.headersSent) sendError(res, err);
     } else {
       throw err;

@@ -30,6 +30,7 @@ export const completionBody = z.looseObject({
   stream_options: streamOptions,
   max_tokens: maxTokens,
   n: z.number().int().min(1).max(16).nullish(),
+  best_of: z.number().int().min(1).max(20).nullish(),
 });
 
 export const embeddingBody = z.looseObject({

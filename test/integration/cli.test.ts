@@ -226,14 +226,14 @@ describe('guildgate CLI', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(shown.audit[2]!.reason).toBe('shared the key in #general');
   });
 
-  it('refuses an unknown tier and an invalid Discord id with exit 1 and a clear message', async () => {
+  it('refuses an unknown tier and an invalid Discord id with a clear message (exit 1 refused, exit 2 bad argument)', async () => {
     const [tier, badId] = await Promise.all([
       cli(['keys', 'tier', idB, 'gold']),
       cli(['keys', 'issue', '--discord-id', '12345']),
     ]);
     expect(tier.code).toBe(1);
     expect(tier.stderr).toContain('no tier named "gold"');
-    expect(badId.code).toBe(1);
+    expect(badId.code).toBe(2);
     expect(badId.stderr).toContain('--discord-id');
     expect(badId.stderr).toContain('12345');
     expect(badId.stderr).toMatch(/Discord user id/);
@@ -336,7 +336,7 @@ describe('guildgate CLI', { timeout: TEST_TIMEOUT_MS }, () => {
 
   it('users delete needs --yes, then removes the user, keys and usage and writes an audit entry', async () => {
     const unconfirmed = await cli(['users', 'delete', USER_B]);
-    expect(unconfirmed.code).toBe(1);
+    expect(unconfirmed.code).toBe(2);
     expect(unconfirmed.stderr).toContain('--yes');
     expect(await withStore((s) => s.getUser(USER_B))).not.toBeNull();
 

@@ -1,5 +1,7 @@
 // The failure policy against a real Redis that crashes and comes back.
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
 import { createRedis, type RedisClient, waitForReady } from '../../src/adapters/redis/client.js';
@@ -123,6 +125,46 @@ describe('limits under a Redis outage', () => {
 
     // One warning for the outage, one note for the recovery: not one per request.
     expect(lines.map((l) => l.level)).toEqual(['warn', 'info']);
+  });
+
+  it('releases that fail while Redis is down free their slots in Redis once it is back', async () => {
+    const { log, lines } = recordingLog();
+    const limits = withFailurePolicy(redis, memoryLimiters(), 'open', log, { probeAfterMs: 200 });
+    const subject = unique('release');
+    const leases = `gg:conc:{${subject}}`;
+    const ttlMs = 600_000; // As in production: the leases must not simply expire during the test.
+
+    expect(await limits.concurrency.acquire(subject, 'lease-a', 2, ttlMs)).toEqual({ ok: true, active: 1 });
+    expect(await limits.concurrency.acquire(subject, 'lease-b', 2, ttlMs)).toEqual({ ok: true, active: 2 });
+    expect((await limits.concurrency.acquire(subject, 'lease-x', 2, ttlMs)).ok).toBe(false);
+
+    // A snapshot brings the leases back after the restart, as a persistent or replicated Redis would.
+    const [, dir] = (await client.config('GET', 'dir')) as [string, string];
+    await client.save();
+    try {
+      await crashRedis();
+      await expect(limits.concurrency.release(subject, 'lease-a')).resolves.toBeUndefined();
+      await expect(limits.concurrency.release(subject, 'lease-b')).resolves.toBeUndefined();
+
+      await reviveRedis();
+      expect(await client.zrange(leases, 0, -1)).toEqual(['lease-a', 'lease-b']);
+
+      // Any limiter call probes Redis; on recovery the queued releases are replayed there.
+      const probe = unique('probe');
+      await eventually(async () => {
+        await limits.rate.consume(probe, 1000);
+        return (await client.zcard(leases)) === 0;
+      }, 'queued releases replayed');
+
+      expect(await limits.concurrency.acquire(subject, 'lease-c', 2, ttlMs)).toEqual({ ok: true, active: 1 });
+      expect(await limits.concurrency.acquire(subject, 'lease-d', 2, ttlMs)).toEqual({ ok: true, active: 2 });
+      // Held in Redis, not in the in-process insurance limiter.
+      expect((await client.zrange(leases, 0, -1)).sort()).toEqual(['lease-c', 'lease-d']);
+      expect(lines.map((l) => l.level)).toEqual(['warn', 'info']);
+    } finally {
+      // Later restarts in this file expect an empty Redis.
+      await rm(join(dir, 'dump.rdb'), { force: true });
+    }
   });
 
   it("'closed' refuses quickly with 503 while Redis is down and recovers by itself", async () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { o200kTokenizer } from '../../src/adapters/tokenizer.js';
 import { revokeKey, rotateKey } from '../../src/app/keys.js';
 import { generateKey } from '../../src/domain/keys.js';
+import { estimateChatPrompt } from '../../src/domain/token-estimate.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
 
@@ -268,6 +269,49 @@ describe('upstream trouble', () => {
     expect(err.code).toBe('upstream_error');
     const [row] = await usageRows(keyId);
     expect(row).toMatchObject({ status: 'upstream_error', chargedTokens: 0 });
+  });
+
+  it("reports the provider refusing the relay's own key as 502, without the provider's words", async () => {
+    const { key } = await t.issue();
+    primary.next({ kind: 'error', status: 401, message: 'Incorrect API key provided: sk-proj-****abcd' });
+    const err = await t
+      .client(key)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: hello })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(err.status).toBe(502);
+    expect(err.code).toBe('upstream_auth_failed');
+    expect(err.message).not.toContain('sk-proj');
+  });
+
+  it('clamps every completion cap the client sends', async () => {
+    const { key } = await t.issue();
+    await t.client(key).chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: hello,
+      max_tokens: 5000,
+      max_completion_tokens: 100,
+    });
+    expect(primary.requests[0]!.body).toMatchObject({ max_tokens: 100, max_completion_tokens: 100 });
+  });
+
+  it('charges the prompt when the client gives up before the first byte', async () => {
+    const { key, keyId } = await t.issue();
+    primary.next({ kind: 'delay', ms: 1_000 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    await t
+      .client(key)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: hello }, { signal: controller.signal })
+      .catch(() => {});
+    let rows = await usageRows(keyId);
+    for (let i = 0; i < 50 && rows.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      rows = await usageRows(keyId);
+    }
+    expect(rows[0]).toMatchObject({ status: 'aborted', estimated: true, completionTokens: 0 });
+    expect(rows[0]!.promptTokens).toBe(estimateChatPrompt(hello, o200kTokenizer));
+    expect(rows[0]!.chargedTokens).toBe(rows[0]!.promptTokens);
   });
 
   it('passes an upstream 4xx through in OpenAI shape', async () => {

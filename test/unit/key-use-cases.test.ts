@@ -66,9 +66,9 @@ describe('issueKey', () => {
   it('refuses a second live key and a banned user, and an unknown tier', async () => {
     await issueKey(deps, { discordId: USER, actor: 'cli' });
     expect(await issueKey(deps, { discordId: USER, actor: 'cli' })).toMatchObject({ ok: false, code: 'KEY_EXISTS' });
-    expect(await issueKey(deps, { discordId: USER, actor: 'cli', tier: 'gold' })).toMatchObject({
-      code: 'UNKNOWN_TIER',
-    });
+    for (const tier of ['gold', 'toString', '__proto__']) {
+      expect(await issueKey(deps, { discordId: USER, actor: 'cli', tier })).toMatchObject({ code: 'UNKNOWN_TIER' });
+    }
     const ban = await setUserBan(deps, { discordId: USER, actor: 'cli', banned: true, reason: 'spam' });
     expect(ban.revoked).toBe(1);
     expect(await issueKey(deps, { discordId: USER, actor: 'cli' })).toMatchObject({ ok: false, code: 'BANNED' });

@@ -142,3 +142,14 @@ describe('estimateTextInput', () => {
     expect(estimateTextInput([null, { text: 'a b' }], words)).toBe(0);
   });
 });
+
+describe('o200kTokenizer on very long text', () => {
+  it('scales a tokenized prefix instead of tokenizing megabytes', () => {
+    const unit = 'The guild meets on Fridays to build small tools together. ';
+    const long = unit.repeat(20_000); // ~1.2 MB
+    const exactPerUnit = o200kTokenizer.count(unit.repeat(100)) / 100;
+    const estimate = o200kTokenizer.count(long);
+    expect(estimate).toBeGreaterThan(exactPerUnit * 20_000 * 0.9);
+    expect(estimate).toBeLessThan(exactPerUnit * 20_000 * 1.1);
+  });
+});

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { issueKey, restoreKey, revokeKey, rotateKey, setKeyTier, suspendKey } from '../../app/keys.js';
 import { isSnowflake } from '../../domain/ids.js';
 import type { KeyRecord } from '../../domain/types.js';
-import { fail, output, parsePositiveInt, Refused, table, withServices } from '../context.js';
+import { fail, output, parsePositiveInt, Refused, table, UsageError, withServices } from '../context.js';
 
 const ACTOR = 'cli';
 
@@ -24,7 +24,7 @@ function describe(k: KeyRecord): string {
 }
 
 function checkDiscordId(id: string): string {
-  if (!isSnowflake(id)) throw new Refused(`--discord-id must be a Discord user id (17-20 digits), got "${id}"`);
+  if (!isSnowflake(id)) throw new UsageError(`--discord-id must be a Discord user id (17-20 digits), got "${id}"`);
   return id;
 }
 
@@ -61,7 +61,7 @@ export function registerKeyCommands(program: Command): void {
     .action(async (opts, cmd: Command) => {
       const limit = parsePositiveInt(opts.limit, '--limit');
       if (opts.status && !['active', 'suspended', 'revoked'].includes(opts.status)) {
-        throw new Refused(`--status must be active, suspended or revoked, got "${opts.status}"`);
+        throw new UsageError(`--status must be active, suspended or revoked, got "${opts.status}"`);
       }
       await withServices(async (s) => {
         const list = await s.store.listKeys({ discordId: opts.discordId, status: opts.status, limit });

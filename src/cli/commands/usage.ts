@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { budgetDay } from '../../domain/budget-day.js';
-import { output, parsePositiveInt, Refused, table, withServices } from '../context.js';
+import { output, parsePositiveInt, table, UsageError, withServices } from '../context.js';
 
 function dayOption(value: string | undefined, today: string): string {
   if (value === undefined) return today;
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) throw new Refused(`--day must look like 2026-01-31, got "${value}"`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) throw new UsageError(`--day must look like 2026-01-31, got "${value}"`);
   return value;
 }
 

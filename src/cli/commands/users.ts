@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { findLiveKey } from '../../app/keys.js';
 import { deleteUser, exportUserData } from '../../app/users.js';
 import { budgetDay, shiftDay } from '../../domain/budget-day.js';
-import { output, Refused, table, withServices } from '../context.js';
+import { output, Refused, table, UsageError, withServices } from '../context.js';
 
 export function registerUserCommands(program: Command): void {
   const users = program.command('users').description('look up, export and delete user data');
@@ -49,7 +49,7 @@ export function registerUserCommands(program: Command): void {
     .description('delete a user, their keys and usage records')
     .option('--yes', 'confirm the deletion')
     .action(async (discordId: string, opts, cmd: Command) => {
-      if (!opts.yes) throw new Refused('Deleting is permanent: add --yes to confirm.');
+      if (!opts.yes) throw new UsageError('Deleting is permanent: add --yes to confirm.');
       await withServices(async (s) => {
         const r = await deleteUser(s, { discordId, actor: 'cli' });
         if (!r.ok) throw new Refused(r.message);

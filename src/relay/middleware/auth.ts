@@ -2,7 +2,7 @@
 // 401, so a response never tells whether a key exists. Failed attempts are limited per client IP.
 import type { RequestHandler } from 'express';
 import type { TierConfig } from '../../config/schema.js';
-import { AuthenticationError, RateLimitError } from '../../domain/errors.js';
+import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../../domain/errors.js';
 import type { KeyRecord } from '../../domain/types.js';
 import type { Services } from '../../services.js';
 
@@ -34,18 +34,24 @@ export function authenticate(s: Services): RequestHandler {
         "You didn't provide an API key. Send it in the Authorization header as 'Bearer gg_...'. Get a key from your Discord server.",
       );
     }
-    const result = await s.verifier.verify(match[1]!);
+    let result: Awaited<ReturnType<typeof s.verifier.verify>>;
+    try {
+      result = await s.verifier.verify(match[1]!);
+    } catch (err) {
+      throw new ServiceUnavailableError('The key store is not answering. Try again shortly.', 'store_unavailable', err);
+    }
     if (!result.ok) {
       const ip = req.ip ?? 'unknown';
       const d = await s.authFailures.consume(`ip:${ip}`, limits.authFailuresPerMinute);
       if (!d.allowed) {
+        if (blocked.size >= MAX_BLOCKED) sweep(blocked);
         blocked.set(ip, Date.now() + d.resetMs);
         throw tooManyFailures(d.resetMs / 1000);
       }
       throw new AuthenticationError();
     }
     const key = result.key;
-    let tier = tiers[key.tier];
+    let tier = Object.hasOwn(tiers, key.tier) ? tiers[key.tier] : undefined;
     if (!tier) {
       s.log.warn({ keyId: key.id, tier: key.tier }, 'key has a tier that is no longer configured; using the default');
       tier = tiers[defaultTier]!;
@@ -53,6 +59,20 @@ export function authenticate(s: Services): RequestHandler {
     res.locals.auth = { key, tier } satisfies AuthContext;
     next();
   };
+}
+
+const MAX_BLOCKED = 10_000;
+
+/** Drops expired blocks; if all are live, the oldest half (an attack from many addresses). */
+function sweep(blocked: Map<string, number>): void {
+  const now = Date.now();
+  for (const [ip, until] of blocked) if (until <= now) blocked.delete(ip);
+  if (blocked.size < MAX_BLOCKED) return;
+  let drop = blocked.size / 2;
+  for (const ip of blocked.keys()) {
+    if (drop-- <= 0) break;
+    blocked.delete(ip);
+  }
 }
 
 function tooManyFailures(retryAfterSeconds: number): RateLimitError {

@@ -11,7 +11,7 @@ export function chatCompletions(s: Services): RequestHandler {
     const auth = res.locals.auth as AuthContext;
     const body = parseBody(chatBody, req.body);
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
-    const field = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    const caps = [body.max_tokens, body.max_completion_tokens].filter((n): n is number => typeof n === 'number');
     await relayCall(
       s,
       res,
@@ -23,8 +23,8 @@ export function chatCompletions(s: Services): RequestHandler {
         body,
         promptTokens: estimateChatPrompt(body.messages, s.tokenizer, body.tools ?? body.functions),
         stream: body.stream === true,
-        maxTokensField: field,
-        requestedMaxTokens: body[field] ?? null,
+        maxTokensField: model.maxTokensParam,
+        requestedMaxTokens: caps.length ? Math.min(...caps) : null,
         choices: body.n ?? 1,
       },
       auth,

@@ -25,7 +25,8 @@ export function completions(s: Services): RequestHandler {
         stream: body.stream === true,
         maxTokensField: 'max_tokens',
         requestedMaxTokens: body.max_tokens ?? null,
-        choices: body.n ?? 1,
+        // best_of completions are generated (and billed) server-side even though n are returned.
+        choices: Math.max(body.n ?? 1, body.best_of ?? 1),
       },
       auth,
     );
