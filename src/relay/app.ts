@@ -7,6 +7,7 @@ import { errorMapper, sendError } from './errors.js';
 import { accessLog } from './middleware/access-log.js';
 import { authenticate } from './middleware/auth.js';
 import { cors } from './middleware/cors.js';
+import { jsonBody } from './middleware/json-body.js';
 import { requestId } from './middleware/request-id.js';
 import { chatCompletions } from './routes/chat-completions.js';
 import { completions } from './routes/completions.js';
@@ -38,7 +39,7 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   v1.use(cors);
   // Auth first: an unauthenticated client learns nothing, not even body size limits.
   v1.use(authenticate(s));
-  v1.use(express.json({ limit: s.config.server.bodyLimitBytes, type: () => true }));
+  v1.use(jsonBody(s.config.server.bodyLimitBytes));
   v1.get('/models', listModels(s));
   // Model ids may contain slashes (`org/model`), so match the rest of the path.
   v1.get('/models/*id', retrieveModel(s));

@@ -18,12 +18,6 @@ export function sendError(res: Response, err: AppError): void {
     .json(errorBody(err.message, err.type, err.code, err.param));
 }
 
-interface BodyParserError {
-  type?: string;
-  status?: number;
-  limit?: number;
-}
-
 export function errorMapper(log: { error(obj: object, msg: string): void }): ErrorRequestHandler {
   return (err, _req, res, _next) => {
     if (res.headersSent) {
@@ -31,31 +25,6 @@ export function errorMapper(log: { error(obj: object, msg: string): void }): Err
       return;
     }
     if (err instanceof AppError) return sendError(res, err);
-    const bp = err as BodyParserError;
-    if (bp.type === 'entity.too.large') {
-      res
-        .status(413)
-        .json(
-          errorBody(
-            `Request body too large: the limit is ${bp.limit} bytes.`,
-            'invalid_request_error',
-            'request_too_large',
-          ),
-        );
-      return;
-    }
-    if (bp.type === 'entity.parse.failed' || bp.type === 'encoding.unsupported' || bp.type === 'charset.unsupported') {
-      res
-        .status(400)
-        .json(
-          errorBody(
-            'We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.',
-            'invalid_request_error',
-            'invalid_json',
-          ),
-        );
-      return;
-    }
     const requestId = String(res.locals.requestId ?? 'unknown');
     log.error({ err, requestId }, 'unhandled error');
     res

@@ -219,6 +219,22 @@ describe('refusals in OpenAI shape', () => {
     });
     expect(res.status).toBe(413);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('request_too_large');
+    // The same without a declared length (chunked): counted as it arrives.
+    const chunk = new TextEncoder().encode('x'.repeat(256 * 1024));
+    const body = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < 12; i++) c.enqueue(chunk);
+        c.close();
+      },
+    });
+    const chunked = await fetch(`${t.baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(primary.requests).toHaveLength(0);
   });
 
   it('passes through unknown request fields untouched', async () => {
