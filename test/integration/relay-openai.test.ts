@@ -20,6 +20,16 @@ async function usageRows(keyId: string) {
   return t.relay.services.store.listUsage(key!.discordId, 100);
 }
 
+/** An aborted request is recorded once the relay notices the disconnect: poll, bounded. */
+async function waitForUsage(keyId: string) {
+  let rows = await usageRows(keyId);
+  for (let i = 0; i < 50 && rows.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    rows = await usageRows(keyId);
+  }
+  return rows;
+}
+
 beforeAll(async () => {
   primary = await startFakeUpstream({ name: 'primary' });
   backup = await startFakeUpstream({ name: 'backup' });
@@ -320,11 +330,7 @@ describe('upstream trouble', () => {
       .client(key)
       .chat.completions.create({ model: 'gpt-4o-mini', messages: hello }, { signal: controller.signal })
       .catch(() => {});
-    let rows = await usageRows(keyId);
-    for (let i = 0; i < 50 && rows.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      rows = await usageRows(keyId);
-    }
+    const rows = await waitForUsage(keyId);
     expect(rows[0]).toMatchObject({ status: 'aborted', estimated: true, completionTokens: 0 });
     expect(rows[0]!.promptTokens).toBe(estimateChatPrompt(hello, o200kTokenizer));
     expect(rows[0]!.chargedTokens).toBe(rows[0]!.promptTokens);
@@ -373,11 +379,7 @@ describe('upstream trouble', () => {
       }
     })().catch(() => {});
     expect(delivered).toBe('hello');
-    let rows = await usageRows(keyId);
-    for (let i = 0; i < 50 && rows.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      rows = await usageRows(keyId);
-    }
+    const rows = await waitForUsage(keyId);
     expect(rows[0]).toMatchObject({ status: 'aborted', estimated: true });
     // The relay counted what it forwarded; the client saw at least that much, possibly less if the abort raced a chunk.
     expect(rows[0]!.completionTokens).toBeGreaterThanOrEqual(o200kTokenizer.count(delivered));
