@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import {
+  type BudgetHistory,
   MemoryConcurrencyLimiter,
   MemoryKeyEvents,
   MemoryRateLimiter,
@@ -12,17 +13,23 @@ import {
 import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
 import { o200kTokenizer } from './adapters/tokenizer.js';
 import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
-import type { LimitDeps } from './app/admission.js';
+import { budgetHistory, type LimitDeps } from './app/admission.js';
 import { InFlight } from './app/in-flight.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
 import { BudgetCalendar } from './domain/budget-day.js';
 import type { ConcurrencyLimiter, KeyEvents, RateLimiter, Store, TokenBudget, Upstream } from './domain/ports.js';
+import { TokenMeter } from './domain/token-estimate.js';
 import type { Services } from './services.js';
 
 /** Longest a request may hold a concurrency slot if its process dies without releasing it. */
 const LEASE_TTL_MS = 10 * 60_000;
+/**
+ * Event-loop time one request may spend tokenizing exactly (prompt, and produced text when the
+ * upstream reports no usage); beyond it text is counted as bytes, an upper bound.
+ */
+const METER_BUDGET_MS = 2;
 /** How long closing keeps retrying usage writes the store refuses. */
 const USAGE_FLUSH_MS = 3_000;
 
@@ -55,21 +62,22 @@ async function openStore(cfg: Config, backend: 'sqlite' | 'mongo'): Promise<Stor
   return SqliteStore.open(join(dir, 'guildgate.db'));
 }
 
-function memoryLimits(): LimitAdapters {
+function memoryLimits(history: BudgetHistory): LimitAdapters {
   return {
     rate: new MemoryRateLimiter(),
     authFailures: new MemoryRateLimiter(),
     concurrency: new MemoryConcurrencyLimiter(),
-    budget: new MemoryTokenBudget(),
+    budget: new MemoryTokenBudget(history),
     keyEvents: new MemoryKeyEvents(),
     close: async () => {},
   };
 }
 
-async function openLimits(cfg: Config, backend: 'memory' | 'redis', log: Logger): Promise<LimitAdapters> {
-  if (backend === 'memory') return memoryLimits();
+async function openLimits(cfg: Config, backend: 'memory' | 'redis', log: Logger, store: Store): Promise<LimitAdapters> {
+  const history = budgetHistory(store);
+  if (backend === 'memory') return memoryLimits(history);
   const { openRedisLimits } = await import('./adapters/redis/open.js');
-  return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log);
+  return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log, history);
 }
 
 export interface BuildOptions {
@@ -86,7 +94,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
   const store = await openStore(config, backends.store);
   let limits: LimitAdapters;
   try {
-    limits = await openLimits(config, backends.limits, log);
+    limits = await openLimits(config, backends.limits, log, store);
   } catch (err) {
     await store.close();
     throw err;
@@ -122,7 +130,8 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     store,
     keyEvents: limits.keyEvents,
     upstream,
-    tokenizer: o200kTokenizer,
+    meter: () =>
+      new TokenMeter(o200kTokenizer, { budgetMs: METER_BUDGET_MS, clock: performance.now.bind(performance) }),
     verifier,
     usage,
     inflight: new InFlight(),

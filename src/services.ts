@@ -7,7 +7,8 @@ import type { KeyDeps } from './app/keys.js';
 import type { UsageRecorder } from './app/usage-recorder.js';
 import type { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
-import type { KeyEvents, RateLimiter, Store, Tokenizer, Upstream } from './domain/ports.js';
+import type { KeyEvents, RateLimiter, Store, Upstream } from './domain/ports.js';
+import type { TokenMeter } from './domain/token-estimate.js';
 
 export interface Services {
   config: Config;
@@ -16,7 +17,8 @@ export interface Services {
   store: Store;
   keyEvents: KeyEvents;
   upstream: Upstream;
-  tokenizer: Tokenizer;
+  /** A token meter for one request: exact counts within a small CPU allowance, upper bounds after. */
+  meter(): TokenMeter;
   verifier: KeyVerifier;
   usage: UsageRecorder;
   /** Relayed requests not yet recorded and settled. */

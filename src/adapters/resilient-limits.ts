@@ -1,7 +1,7 @@
 // What the limiters do when the shared store (Redis) fails: 'open' answers from in-process insurance
 // limiters (same limits, per process), 'closed' refuses with 503. Only store failures count:
 // refusals are data, and RangeError/TypeError are caller bugs that must surface as they are.
-import { ServiceUnavailableError } from '../domain/errors.js';
+import { AppError, ServiceUnavailableError } from '../domain/errors.js';
 import type { BudgetReservation, ConcurrencyLimiter, RateLimiter, TokenBudget } from '../domain/ports.js';
 
 export interface LimitsLog {
@@ -126,6 +126,9 @@ export function withFailurePolicy(
     async acquire(subject, leaseId, max, ttlMs) {
       const r = await circuit.attempt(() => primary.concurrency.acquire(subject, leaseId, max, ttlMs));
       if (r.ok) return r.value;
+      // The call may have taken the slot in Redis after all (it ran, but its answer came too late):
+      // free it there once Redis is back. Releasing a lease that was never taken changes nothing.
+      if (r.attempted) pendingReleases.add(leaseKey(subject, leaseId), { subject, leaseId });
       const res = await degrade(r.cause, () => fallback.concurrency.acquire(subject, leaseId, max, ttlMs));
       if (res.ok) fallbackLeases.add(leaseKey(subject, leaseId));
       return res;
@@ -143,6 +146,9 @@ export function withFailurePolicy(
     async reserve(args) {
       const r = await circuit.attempt(() => primary.budget.reserve(args));
       if (r.ok) return r.value;
+      // Likewise a reservation Redis may hold: settling it at 0 removes it, and does nothing if absent.
+      const { subject, day, requestId } = args;
+      if (r.attempted) pendingSettles.add(requestId, { subject, day, requestId, actual: 0 });
       const res: BudgetReservation = await degrade(r.cause, () => fallback.budget.reserve(args));
       if (res.ok) fallbackReservations.add(args.requestId);
       return res;
@@ -153,8 +159,7 @@ export function withFailurePolicy(
       const r = await circuit.attempt(() => primary.budget.settle(args));
       if (r.ok) return r.value;
       pendingSettles.add(args.requestId, args);
-      // 'open' also charges the insurance ledger, so this process keeps counting during the outage.
-      return degrade(r.cause, () => fallback.budget.settle(args));
+      return degrade(r.cause, async () => ({ used: await fallback.budget.used(args.subject, args.day) }));
     },
     async used(subject, day) {
       const r = await circuit.attempt(() => primary.budget.used(subject, day));
@@ -165,7 +170,8 @@ export function withFailurePolicy(
   return { rate, concurrency, budget };
 }
 
-type Attempt<T> = { ok: true; value: T } | { ok: false; cause: unknown };
+/** `attempted` is false when the call was skipped because the primary is known to be down. */
+type Attempt<T> = { ok: true; value: T } | { ok: false; cause: unknown; attempted: boolean };
 
 /**
  * Tracks whether the primary is usable. While it is down, calls skip it (no connect latency on
@@ -186,7 +192,8 @@ class Circuit {
   ) {}
 
   async attempt<T>(call: () => Promise<T>): Promise<Attempt<T>> {
-    if (this.#down && (this.#probing || Date.now() < this.#retryAt)) return { ok: false, cause: this.#lastCause };
+    if (this.#down && (this.#probing || Date.now() < this.#retryAt))
+      return { ok: false, cause: this.#lastCause, attempted: false };
     const probe = this.#down;
     if (probe) this.#probing = true;
     try {
@@ -209,15 +216,18 @@ class Circuit {
             : 'limiter store unavailable; refusing requests until it is back',
         );
       }
-      return { ok: false, cause: err };
+      return { ok: false, cause: err, attempted: true };
     } finally {
       if (probe) this.#probing = false;
     }
   }
 }
 
+/** Errors of the limiter store itself; refusals with an answer of their own (AppError) pass through. */
 function isStoreFailure(err: unknown): boolean {
-  return err instanceof Error && !(err instanceof RangeError) && !(err instanceof TypeError);
+  return (
+    err instanceof Error && !(err instanceof RangeError) && !(err instanceof TypeError) && !(err instanceof AppError)
+  );
 }
 
 function leaseKey(subject: string, leaseId: string): string {

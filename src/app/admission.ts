@@ -1,12 +1,14 @@
-// Admits a relayed request against the key's limits and settles it afterwards, exactly once.
-// Admission takes a request/minute point, a concurrency slot and a token reservation sized from the
-// prompt plus the largest completion the request may produce. A request refused by one limit still
-// spends its request/minute point (as a refused request does at OpenAI). Settling replaces the
-// reservation with what the upstream reported (or what we counted) and frees the slot.
+// Admits a relayed request against the key's limits in two steps, and settles it afterwards once.
+// 1. `enter`, before the body is even read: a request/minute point and a concurrency slot. These
+//    are cheap, so nothing costly (parsing, token estimates) runs for a key that is over its limits.
+// 2. `reserve`, once the body is known: a token reservation sized as an upper bound of what the
+//    request can be billed (prompt estimate plus the largest completion it may produce).
+// A request refused by one limit still spends its request/minute point (as a refused request does
+// at OpenAI). Settling replaces the reservation with what the upstream reported and frees the slot.
 import type { TierConfig } from '../config/schema.js';
 import type { BudgetCalendar } from '../domain/budget-day.js';
-import { RateLimitError } from '../domain/errors.js';
-import type { BudgetReservation, ConcurrencyLimiter, RateDecision, RateLimiter, TokenBudget } from '../domain/ports.js';
+import { RateLimitError, ServiceUnavailableError } from '../domain/errors.js';
+import type { ConcurrencyLimiter, RateLimiter, Store, TokenBudget } from '../domain/ports.js';
 import type { KeyRecord } from '../domain/types.js';
 
 export interface LimitDeps {
@@ -19,29 +21,35 @@ export interface LimitDeps {
   leaseTtlMs: number;
 }
 
-export interface AdmitInput {
-  requestId: string;
-  key: KeyRecord;
-  tier: TierConfig;
+/** A request that passed the request/minute and concurrency checks and holds a slot. */
+export interface Ticket {
+  readonly requestId: string;
+  readonly key: KeyRecord;
+  readonly tier: TierConfig;
+  /** OpenAI-style x-ratelimit-*-requests headers. */
+  readonly headers: Record<string, string>;
+  /** Frees the slot. Idempotent, never throws. */
+  release(): Promise<void>;
+}
+
+export interface ReserveInput {
   /** Budget tokens per model token. */
   weight: number;
+  /** Upper bound on the prompt tokens. */
   promptTokens: number;
-  /** `max_tokens` the client asked for, or null. Ignored when `completions` is false. */
+  /** `max_tokens` the client asked for, or null. Ignored when `completions` is 0. */
   requestedMaxTokens: number | null;
-  /** Number of choices (`n`). */
-  choices: number;
-  /** False for embeddings: no completion tokens. */
-  completions: boolean;
+  /** Completions the upstream generates: choices × prompts (0 for embeddings). */
+  completions: number;
 }
 
 export interface Admission {
-  readonly requestId: string;
-  readonly key: KeyRecord;
+  readonly ticket: Ticket;
   readonly day: string;
   readonly weight: number;
   /** Largest `max_tokens` to send upstream so the reservation is an upper bound. */
   readonly maxCompletionTokens: number;
-  /** OpenAI-style x-ratelimit-* headers for the response. */
+  /** OpenAI-style x-ratelimit-*-tokens headers. */
   readonly headers: Record<string, string>;
   settled: boolean;
 }
@@ -57,86 +65,128 @@ export function formatReset(ms: number): string {
   return `${s}s`;
 }
 
-function budgetSubject(key: KeyRecord): string {
-  // The budget follows the Discord user, so rotating a key does not refill it.
-  return `user:${key.discordId}`;
+const USER_SUBJECT = 'user:';
+
+/** The budget follows the Discord user, so rotating a key does not refill it. */
+export function budgetSubject(discordId: string): string {
+  return `${USER_SUBJECT}${discordId}`;
 }
 
-export async function admit(deps: LimitDeps, input: AdmitInput): Promise<Admission> {
-  const { key, tier, weight, requestId } = input;
-  const now = deps.now();
-  const keySubject = `key:${key.id}`;
-  const { day, resetAt } = deps.calendar.at(now);
-  const resetMs = resetAt - now.getTime();
-  const choices = Math.max(1, input.choices);
-  const cap = Math.min(input.requestedMaxTokens ?? tier.maxTokens, tier.maxTokens);
-  const min = Math.ceil(weight * (input.promptTokens + (input.completions ? choices : 0)));
-  const max = Math.ceil(weight * (input.promptTokens + (input.completions ? cap * choices : 0)));
+/**
+ * What a budget subject was charged on a day according to the store's usage records: how a limiter
+ * that lost its state (Redis restarted empty, a process restarted) rebuilds the day.
+ */
+export function budgetHistory(store: Pick<Store, 'dailyUsage'>): (subject: string, day: string) => Promise<number> {
+  return async (subject, day) => {
+    if (!subject.startsWith(USER_SUBJECT)) return 0;
+    const discordId = subject.slice(USER_SUBJECT.length);
+    try {
+      const rows = await store.dailyUsage({ discordId, fromDay: day, toDay: day });
+      return rows.reduce((sum, r) => sum + r.chargedTokens, 0);
+    } catch (err) {
+      // Admitting against a ledger that forgot the day would let the budget be spent again.
+      throw new ServiceUnavailableError(
+        "Today's usage cannot be read right now. Retry shortly.",
+        'store_unavailable',
+        err,
+      );
+    }
+  };
+}
 
-  // The three checks are independent, so they run at once (one round trip to a shared limiter store
-  // instead of three); whatever one of them took is given back if another refuses.
-  const [rate, slot, budget] = await Promise.allSettled([
-    deps.rate.consume(keySubject, tier.rpm),
-    deps.concurrency.acquire(keySubject, requestId, tier.maxConcurrent, deps.leaseTtlMs),
-    deps.budget.reserve({ subject: budgetSubject(key), day, requestId, min, max, limit: tier.tokensPerDay }),
+/** Step 1: a request/minute point and a concurrency slot, checked at once. */
+export async function enter(
+  deps: LimitDeps,
+  input: { requestId: string; key: KeyRecord; tier: TierConfig },
+): Promise<Ticket> {
+  const { requestId, key, tier } = input;
+  const subject = `key:${key.id}`;
+  const [rate, slot] = await Promise.allSettled([
+    deps.rate.consume(subject, tier.rpm),
+    deps.concurrency.acquire(subject, requestId, tier.maxConcurrent, deps.leaseTtlMs),
   ]);
   const tookSlot = slot.status === 'fulfilled' && slot.value.ok;
-  const tookTokens = budget.status === 'fulfilled' && budget.value.ok;
-  const undo = async () => {
-    await Promise.allSettled([
-      tookSlot ? deps.concurrency.release(keySubject, requestId) : null,
-      tookTokens ? deps.budget.settle({ subject: budgetSubject(key), day, requestId, actual: 0 }) : null,
-    ]);
+  let released = !tookSlot;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await deps.concurrency.release(subject, requestId).catch(() => {
+      // The failure policy queues releases it could not deliver; the lease TTL bounds the rest.
+    });
   };
-  for (const r of [rate, slot, budget]) {
-    if (r.status === 'rejected') {
-      await undo();
-      throw r.reason;
-    }
+  if (rate.status === 'rejected' || slot.status === 'rejected') {
+    await release();
+    throw rate.status === 'rejected' ? rate.reason : (slot as PromiseRejectedResult).reason;
   }
-  const r = (rate as PromiseFulfilledResult<RateDecision>).value;
-  const b = (budget as PromiseFulfilledResult<BudgetReservation>).value;
-  const headers: Record<string, string> = {
+  const r = rate.value;
+  const headers = {
     'x-ratelimit-limit-requests': String(r.limit),
     'x-ratelimit-remaining-requests': String(r.remaining),
     'x-ratelimit-reset-requests': formatReset(r.resetMs),
-    'x-ratelimit-limit-tokens': String(b.limit),
-    'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
-    'x-ratelimit-reset-tokens': formatReset(resetMs),
   };
-
-  let refusal: RateLimitError | null = null;
   if (!r.allowed) {
-    refusal = new RateLimitError(
+    await release();
+    throw new RateLimitError(
       `Rate limit reached: ${tier.rpm} requests per minute for this key. Try again in ${formatReset(r.resetMs)}.`,
       'requests',
       r.resetMs / 1000,
       headers,
     );
-  } else if (!tookSlot) {
-    refusal = new RateLimitError(
+  }
+  if (!tookSlot) {
+    throw new RateLimitError(
       `Too many concurrent requests: this key may have ${tier.maxConcurrent} in flight.`,
       'concurrency',
       1,
       headers,
     );
-  } else if (!b.ok) {
-    refusal = new RateLimitError(
+  }
+  return { requestId, key, tier, headers, release };
+}
+
+/** Step 2: reserves the request's largest possible cost. A refusal frees the ticket's slot. */
+export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInput): Promise<Admission> {
+  const { tier } = ticket;
+  const { weight, promptTokens, completions } = input;
+  const now = deps.now();
+  const { day, resetAt } = deps.calendar.at(now);
+  const resetMs = resetAt - now.getTime();
+  const cap = Math.min(input.requestedMaxTokens ?? tier.maxTokens, tier.maxTokens);
+  const min = Math.ceil(weight * (promptTokens + completions));
+  const max = Math.ceil(weight * (promptTokens + cap * completions));
+  let b: Awaited<ReturnType<TokenBudget['reserve']>>;
+  try {
+    b = await deps.budget.reserve({
+      subject: budgetSubject(ticket.key.discordId),
+      day,
+      requestId: ticket.requestId,
+      min,
+      max,
+      limit: tier.tokensPerDay,
+    });
+  } catch (err) {
+    await ticket.release();
+    throw err;
+  }
+  const headers = {
+    'x-ratelimit-limit-tokens': String(b.limit),
+    'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
+    'x-ratelimit-reset-tokens': formatReset(resetMs),
+  };
+  if (!b.ok) {
+    await ticket.release();
+    throw new RateLimitError(
       `Daily token budget exhausted: ${b.used} of ${b.limit} tokens used today and this request needs at least ${min}. ` +
         `The budget resets in ${formatReset(resetMs)}.`,
       'tokens',
       resetMs / 1000,
-      headers,
+      { ...ticket.headers, ...headers },
     );
   }
-  if (refusal) {
-    await undo();
-    throw refusal;
-  }
-  const maxCompletionTokens = input.completions
-    ? Math.max(1, Math.min(cap, Math.floor((b.granted / weight - input.promptTokens) / choices)))
+  const maxCompletionTokens = completions
+    ? Math.max(1, Math.min(cap, Math.floor((b.granted / weight - promptTokens) / completions)))
     : 0;
-  return { requestId, key, day, weight, maxCompletionTokens, headers, settled: false };
+  return { ticket, day, weight, maxCompletionTokens, headers, settled: false };
 }
 
 export interface Used {
@@ -154,10 +204,16 @@ export async function settle(deps: LimitDeps, adm: Admission, used: Used): Promi
   if (adm.settled) return 0;
   adm.settled = true;
   const actual = charge(adm, used);
-  const [settled, released] = await Promise.allSettled([
-    deps.budget.settle({ subject: budgetSubject(adm.key), day: adm.day, requestId: adm.requestId, actual }),
-    deps.concurrency.release(`key:${adm.key.id}`, adm.requestId),
+  const { ticket } = adm;
+  const [settled] = await Promise.allSettled([
+    deps.budget.settle({
+      subject: budgetSubject(ticket.key.discordId),
+      day: adm.day,
+      requestId: ticket.requestId,
+      actual,
+    }),
+    ticket.release(),
   ]);
-  for (const r of [settled, released]) if (r.status === 'rejected') throw r.reason;
+  if (settled.status === 'rejected') throw settled.reason;
   return actual;
 }

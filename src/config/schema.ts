@@ -53,6 +53,12 @@ export const modelSchema = z.strictObject({
    * Reasoning models (OpenAI o-series, gpt-5) accept only `max_completion_tokens`.
    */
   maxTokensParam: z.enum(['max_tokens', 'max_completion_tokens']).default('max_tokens'),
+  /**
+   * Most prompt tokens one image input can cost on this model, reserved per image. The default is
+   * OpenAI's GPT-4o figure for the largest high-detail image (85 + 8 tiles × 170); models that bill
+   * images at a multiple (gpt-4o-mini) need their own figure.
+   */
+  imageTokens: positiveInt.default(1_445),
   ownedBy: z.string().default('guildgate'),
 });
 

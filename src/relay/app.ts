@@ -7,6 +7,7 @@ import { errorMapper, sendError } from './errors.js';
 import { accessLog } from './middleware/access-log.js';
 import { authenticate } from './middleware/auth.js';
 import { cors } from './middleware/cors.js';
+import { gate } from './middleware/gate.js';
 import { jsonBody } from './middleware/json-body.js';
 import { requestId } from './middleware/request-id.js';
 import { chatCompletions } from './routes/chat-completions.js';
@@ -39,13 +40,14 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
   v1.use(cors);
   // Auth first: an unauthenticated client learns nothing, not even body size limits.
   v1.use(authenticate(s));
-  v1.use(jsonBody(s.config.server.bodyLimitBytes));
   v1.get('/models', listModels(s));
   // Model ids may contain slashes (`org/model`), so match the rest of the path.
   v1.get('/models/*id', retrieveModel(s));
-  v1.post('/chat/completions', chatCompletions(s));
-  v1.post('/completions', completions(s));
-  v1.post('/embeddings', embeddings(s));
+  // Requests per minute and concurrency come before the body is read, let alone estimated.
+  const body = jsonBody(s.config.server.bodyLimitBytes);
+  v1.post('/chat/completions', gate(s), body, chatCompletions(s));
+  v1.post('/completions', gate(s), body, completions(s));
+  v1.post('/embeddings', gate(s), body, embeddings(s));
   v1.use((req) => {
     throw new NotFoundError(`Unknown request URL: ${req.method} /v1${req.path}.`, 'unknown_url');
   });

@@ -3,13 +3,14 @@
 // error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
 // record is written.
 import type { Response } from 'express';
-import { type Admission, admit, charge, settle } from '../app/admission.js';
+import { type Admission, charge, reserve, settle, type Ticket } from '../app/admission.js';
 import { forward } from '../app/forward.js';
-import type { ModelConfig, TierConfig } from '../config/schema.js';
+import type { ModelConfig } from '../config/schema.js';
 import { AppError, UpstreamTimeoutError, UpstreamUnavailableError } from '../domain/errors.js';
 import type { UpstreamResponse } from '../domain/ports.js';
 import { SseParser } from '../domain/sse.js';
-import type { KeyRecord, UsageRecord, UsageStatus } from '../domain/types.js';
+import type { TokenMeter } from '../domain/token-estimate.js';
+import type { UsageRecord, UsageStatus } from '../domain/types.js';
 import type { Services } from '../services.js';
 import { errorBody, sendError } from './errors.js';
 
@@ -19,12 +20,16 @@ export interface RelayCall {
   modelName: string;
   model: ModelConfig;
   body: Record<string, unknown>;
+  /** Upper bound on the prompt tokens. */
   promptTokens: number;
+  /** The meter that estimated the prompt; it counts produced text when the upstream reports no usage. */
+  meter: TokenMeter;
   stream: boolean;
   /** Field to add when the client sent no completion cap; null for embeddings (no completion). */
   maxTokensField: 'max_tokens' | 'max_completion_tokens' | null;
   requestedMaxTokens: number | null;
-  choices: number;
+  /** Completions the upstream generates (choices × prompts); 0 for embeddings. */
+  completions: number;
 }
 
 interface Outcome {
@@ -198,12 +203,7 @@ async function relayUpstreamError(s: Services, res: Response, r: UpstreamRespons
   return r.status;
 }
 
-async function relayJson(
-  s: Services,
-  res: Response,
-  r: UpstreamResponse,
-  call: RelayCall,
-): Promise<Omit<Outcome, 'upstream'>> {
+async function relayJson(res: Response, r: UpstreamResponse, call: RelayCall): Promise<Omit<Outcome, 'upstream'>> {
   const raw = await readAll(r.body).catch((err) => {
     throw bodyError(err);
   });
@@ -229,7 +229,7 @@ async function relayJson(
     status: 'ok',
     httpStatus: 200,
     promptTokens: call.promptTokens,
-    completionTokens: s.tokenizer.count(producedText(json)),
+    completionTokens: call.meter.text(producedText(json)),
     estimated: true,
   };
 }
@@ -273,7 +273,7 @@ async function relayStream(
   /** Tokens of forwarded text already counted (long streams are folded as they go). */
   let deliveredTokens = 0;
   const countForwarded = () => {
-    deliveredTokens += s.tokenizer.count(forwarded.map((data) => producedText(parseObject(data))).join(''));
+    deliveredTokens += call.meter.text(forwarded.map((data) => producedText(parseObject(data))).join(''));
     forwarded = [];
     forwardedChars = 0;
   };
@@ -357,24 +357,13 @@ async function relayStream(
   };
 }
 
-/** Relays one request; tracked so shutdown waits for its usage record and settle. */
-export function relayCall(
-  s: Services,
-  res: Response,
-  call: RelayCall,
-  auth: { key: KeyRecord; tier: TierConfig },
-): Promise<void> {
-  return s.inflight.track(relay(s, res, call, auth));
+/** Relays one request that holds a ticket; tracked so shutdown waits for its usage record and settle. */
+export function relayCall(s: Services, res: Response, call: RelayCall): Promise<void> {
+  return s.inflight.track(relay(s, res, call, res.locals.ticket as Ticket));
 }
 
-async function relay(
-  s: Services,
-  res: Response,
-  call: RelayCall,
-  auth: { key: KeyRecord; tier: TierConfig },
-): Promise<void> {
+async function relay(s: Services, res: Response, call: RelayCall, ticket: Ticket): Promise<void> {
   const started = performance.now();
-  const requestId = String(res.locals.requestId);
   // Listen before the first await: a client gone during admission must abort too.
   const controller = new AbortController();
   const onClose = () => {
@@ -384,15 +373,11 @@ async function relay(
   if (res.destroyed) controller.abort();
   let adm: Admission;
   try {
-    adm = await admit(s.limits, {
-      requestId,
-      key: auth.key,
-      tier: auth.tier,
+    adm = await reserve(s.limits, ticket, {
       weight: call.model.tokenWeight,
       promptTokens: call.promptTokens,
       requestedMaxTokens: call.requestedMaxTokens,
-      choices: call.choices,
-      completions: call.endpoint !== 'embeddings',
+      completions: call.completions,
     });
   } catch (err) {
     res.off('close', onClose);
@@ -409,11 +394,16 @@ async function relay(
     upstream: null,
   };
   try {
+    if (controller.signal.aborted) {
+      // Gone before anything was sent upstream: recorded, charged nothing.
+      outcome = { ...outcome, status: 'aborted', httpStatus: 499 };
+      return;
+    }
     const fwd = await forward(
       s.upstream,
       call.model,
-      { path: call.path, body: upstreamBody(call, adm), requestId, signal: controller.signal },
-      (info) => s.log.warn({ requestId, ...info }, 'upstream failed before first byte; failing over'),
+      { path: call.path, body: upstreamBody(call, adm), requestId: ticket.requestId, signal: controller.signal },
+      (info) => s.log.warn({ requestId: ticket.requestId, ...info }, 'upstream failed before first byte; failing over'),
     );
     outcome.upstream = fwd.upstream;
     const r = fwd.response;
@@ -424,7 +414,7 @@ async function relay(
     } else if (call.stream && isSse) {
       outcome = { ...(await relayStream(s, res, r, call, controller.signal)), upstream: fwd.upstream };
     } else {
-      outcome = { ...(await relayJson(s, res, r, call)), upstream: fwd.upstream };
+      outcome = { ...(await relayJson(res, r, call)), upstream: fwd.upstream };
     }
   } catch (err) {
     // Once the prompt may have reached a provider (client gone, or no answer in time) it may be
@@ -447,17 +437,17 @@ async function relay(
 /** Records the request and settles its budget. The record never depends on the limiter store being up. */
 async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, started: number): Promise<void> {
   const used = { promptTokens: o.promptTokens, completionTokens: o.completionTokens };
-  const charged = charge(adm, used);
+  const { requestId, key } = adm.ticket;
   s.usage.record({
-    requestId: adm.requestId,
-    keyId: adm.key.id,
-    discordId: adm.key.discordId,
+    requestId,
+    keyId: key.id,
+    discordId: key.discordId,
     model: call.modelName,
     upstream: o.upstream,
     endpoint: call.endpoint,
     promptTokens: o.promptTokens,
     completionTokens: o.completionTokens,
-    chargedTokens: charged,
+    chargedTokens: charge(adm, used),
     estimated: o.estimated,
     status: o.status,
     httpStatus: o.httpStatus,
@@ -465,7 +455,5 @@ async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, 
     stream: call.stream,
     createdAt: s.now(),
   });
-  await settle(s.limits, adm, used).catch((err) =>
-    s.log.error({ err, requestId: adm.requestId }, 'settling the request failed'),
-  );
+  await settle(s.limits, adm, used).catch((err) => s.log.error({ err, requestId }, 'settling the request failed'));
 }

@@ -16,12 +16,8 @@ export const chatBody = z.looseObject({
   n: z.number().int().min(1).max(16).nullish(),
 });
 
-const textOrTokens = z.union([
-  z.string(),
-  z.array(z.string()),
-  z.array(z.number().int()),
-  z.array(z.array(z.number().int())),
-]);
+const tokenIds = z.array(z.number().int().min(0));
+const textOrTokens = z.union([z.string(), z.array(z.string()), tokenIds, z.array(tokenIds)]);
 
 export const completionBody = z.looseObject({
   model: z.string().min(1).max(256),
@@ -31,6 +27,7 @@ export const completionBody = z.looseObject({
   max_tokens: maxTokens,
   n: z.number().int().min(1).max(16).nullish(),
   best_of: z.number().int().min(1).max(20).nullish(),
+  suffix: z.string().nullish(),
 });
 
 export const embeddingBody = z.looseObject({
@@ -42,7 +39,25 @@ function paramPath(path: PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
 }
 
-export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+/**
+ * OpenAI's limits on list fields: 2048 messages, and 2048 inputs per embeddings request (legacy
+ * prompt lists get the same). Checked before the schema, which would otherwise walk every item of
+ * a list far too long to accept. A single prompt given as token ids is one input, not a list.
+ */
+export const MAX_LIST_ITEMS = 2048;
+
+function checkListLength(body: Record<string, unknown>, field: string): void {
+  const v = body[field];
+  if (!Array.isArray(v) || v.length <= MAX_LIST_ITEMS || typeof v[0] === 'number') return;
+  throw new InvalidRequestError(
+    `Invalid '${field}': array too long. Expected an array with maximum length ${MAX_LIST_ITEMS}, but got an array with length ${v.length} instead.`,
+    field,
+    'array_above_max_length',
+  );
+}
+
+/** Validates `body` against `schema`; `listField` names the field whose length is capped. */
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown, listField: string): z.infer<T> {
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new InvalidRequestError(
       'The request body must be a JSON object sent with Content-Type: application/json.',
@@ -50,6 +65,7 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
       'invalid_body',
     );
   }
+  checkListLength(body as Record<string, unknown>, listField);
   const r = schema.safeParse(body);
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;

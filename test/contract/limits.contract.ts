@@ -1,6 +1,7 @@
 // One behaviour for every limits backend: each adapter set must pass this suite unchanged.
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { BudgetHistory } from '../../src/adapters/memory/limits.js';
 import type { ConcurrencyLimiter, KeyEvents, RateLimiter, TokenBudget } from '../../src/domain/ports.js';
 
 export interface LimitsUnderTest {
@@ -14,12 +15,18 @@ export interface LimitsUnderTest {
 const unique = (label: string) => `${label}-${randomUUID().slice(0, 8)}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** `make` is called more than once: the events cases treat two results as two replicas. */
-export function runLimitsContract(name: string, make: () => Promise<LimitsUnderTest>): void {
+/**
+ * `make` is called more than once: the events cases treat two results as two replicas. `history`
+ * is the store's account of a day, for a limiter that has to rebuild one.
+ */
+export function runLimitsContract(
+  name: string,
+  make: (opts?: { history?: BudgetHistory }) => Promise<LimitsUnderTest>,
+): void {
   describe(`limits contract: ${name}`, () => {
     const made: LimitsUnderTest[] = [];
-    const build = async () => {
-      const l = await make();
+    const build = async (opts?: { history?: BudgetHistory }) => {
+      const l = await make(opts);
       made.push(l);
       return l;
     };
@@ -199,20 +206,77 @@ export function runLimitsContract(name: string, make: () => Promise<LimitsUnderT
         const used = 40 + others * 3;
         expect(await budget.settle({ subject, day, requestId: 'first', actual: 99 })).toEqual({ used });
         expect(await budget.settle({ subject, day, requestId: `r${others - 1}`, actual: 99 })).toEqual({ used });
-        // A settle of the same id for another subject or day is a different request.
-        expect(await budget.settle({ subject: unique('budget-other'), day, requestId: 'first', actual: 5 })).toEqual({
-          used: 5,
-        });
-        expect(await budget.settle({ subject, day: '2030-01-16', requestId: 'first', actual: 5 })).toEqual({ used: 5 });
         expect(await budget.used(subject, day)).toBe(used);
       });
 
-      it('settling an unknown reservation charges the actual amount once', async () => {
+      it('a settle repeated seconds later still changes nothing', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-late');
+        await budget.reserve(reserveArgs(subject, 'r1', 10, 100));
+        await budget.settle({ subject, day, requestId: 'r1', actual: 40 });
+        await sleep(1_500);
+        expect(await budget.settle({ subject, day, requestId: 'r1', actual: 90 })).toEqual({ used: 40 });
+        expect(await budget.used(subject, day)).toBe(40);
+      });
+
+      it('settling a reservation that is not held changes nothing', async () => {
         const { budget } = await limits();
         const subject = unique('budget-unknown');
-        expect(await budget.settle({ subject, day, requestId: 'lost', actual: 25 })).toEqual({ used: 25 });
-        expect(await budget.settle({ subject, day, requestId: 'lost', actual: 25 })).toEqual({ used: 25 });
-        expect(await budget.used(subject, day)).toBe(25);
+        await budget.reserve(reserveArgs(subject, 'held', 10, 30));
+        expect(await budget.settle({ subject, day, requestId: 'never-reserved', actual: 25 })).toEqual({ used: 30 });
+        // The same request id under another subject or day is another request.
+        await budget.settle({ subject: unique('budget-other'), day, requestId: 'held', actual: 5 });
+        await budget.settle({ subject, day: '2030-01-16', requestId: 'held', actual: 5 });
+        expect(await budget.used(subject, day)).toBe(30);
+        expect(await budget.used(subject, '2030-01-16')).toBe(0);
+      });
+
+      it("a limiter without today's ledger rebuilds it from history before admitting", async () => {
+        const asked: Array<[string, string]> = [];
+        const subject = unique('budget-rebuilt');
+        const today = new Date().toISOString().slice(0, 10);
+        const history: BudgetHistory = async (s, d) => {
+          asked.push([s, d]);
+          return s === subject && d === today ? 700 : 0;
+        };
+        // A limiter starting now, as after a restart: today may have begun before it.
+        const { budget } = await build({ history });
+        const args = { subject, day: today, limit: 1000 };
+        expect(await budget.reserve({ ...args, requestId: 'big', min: 400, max: 400 })).toMatchObject({
+          ok: false,
+          used: 700,
+        });
+        expect(await budget.reserve({ ...args, requestId: 'fits', min: 100, max: 500 })).toEqual({
+          ok: true,
+          granted: 300,
+          used: 1000,
+          limit: 1000,
+        });
+        // Once per subject and day, however many requests follow.
+        expect(asked).toEqual([[subject, today]]);
+        // A day that begins after the limiter's state does cannot have been lost: no lookup.
+        await budget.reserve({ ...args, day: '2030-02-01', requestId: 'later', min: 1, max: 1 });
+        expect(asked).toHaveLength(1);
+      });
+
+      it('concurrent first requests of a day share one rebuild', async () => {
+        let calls = 0;
+        const history: BudgetHistory = async () => {
+          calls++;
+          await sleep(50);
+          return 900;
+        };
+        const { budget } = await build({ history });
+        const subject = unique('budget-rebuild-race');
+        const day = new Date().toISOString().slice(0, 10);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            budget.reserve({ subject, day, requestId: `r${i}`, min: 30, max: 30, limit: 1000 }),
+          ),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(3);
+        expect(await budget.used(subject, day)).toBe(990);
+        expect(calls).toBeGreaterThanOrEqual(1);
       });
 
       it('reserving again under the same requestId returns the first grant', async () => {

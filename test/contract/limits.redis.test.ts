@@ -22,14 +22,14 @@ afterAll(async () => {
 });
 
 // Each call is a separate client, i.e. a separate replica.
-runLimitsContract('redis', async () => {
+runLimitsContract('redis', async (opts) => {
   const client = createRedis(server.url);
   await waitForReady(client, 10_000);
   const events = new RedisKeyEvents(client);
   return {
     rate: new RedisRateLimiter(client),
     concurrency: new RedisConcurrencyLimiter(client),
-    budget: new RedisTokenBudget(client),
+    budget: new RedisTokenBudget(client, opts?.history),
     events,
     async cleanup() {
       await events.close();
@@ -39,9 +39,6 @@ runLimitsContract('redis', async () => {
 });
 
 describe('redis limits: keys', () => {
-  /** Redis Cluster hashes only the first {...} of a key: equal tags mean one slot. */
-  const hashTag = (key: string) => /\{([^}]*)\}/.exec(key)?.[1];
-
   it('every key starts with gg: and carries a per-subject hash tag', async () => {
     const client = createRedis(server.url);
     await waitForReady(client, 10_000);
@@ -58,23 +55,18 @@ describe('redis limits: keys', () => {
       expect(keys).toEqual([
         `gg:auth:5:{${subject}}`,
         `gg:budget:{${subject}:${day}}`,
-        `gg:budget:{${subject}:${day}}:settled:r1`,
         `gg:conc:{${subject}}`,
         `gg:rl:5:{${subject}}`,
       ]);
-      // The settle script touches the ledger and the marker together: both must be in one slot.
-      expect(hashTag(`gg:budget:{${subject}:${day}}:settled:r1`)).toBe(hashTag(`gg:budget:{${subject}:${day}}`));
-      // Nothing is kept forever.
+      // Nothing is kept forever; the ledger lives until after its day.
       for (const key of keys) expect(await client.ttl(key)).toBeGreaterThan(0);
-      // The settled marker only covers settle retries; the ledger lives until after its day.
-      expect(await client.ttl(`gg:budget:{${subject}:${day}}:settled:r1`)).toBeLessThanOrEqual(3600);
       expect(await client.ttl(`gg:budget:{${subject}:${day}}`)).toBeGreaterThan(3600);
     } finally {
       await client.quit();
     }
   });
 
-  it('the day ledger keeps no per-request fields for settled requests', async () => {
+  it('settled requests leave nothing behind: no ledger fields, no marker keys', async () => {
     const client = createRedis(server.url);
     await waitForReady(client, 10_000);
     try {
@@ -82,6 +74,7 @@ describe('redis limits: keys', () => {
       const day = '2030-03-02';
       const budget = new RedisTokenBudget(client);
       const settles = 200;
+      const keysBefore = await client.dbsize();
       await Promise.all(
         Array.from({ length: settles }, async (_, i) => {
           await budget.reserve({ subject, day, requestId: `r${i}`, min: 1, max: 10, limit: 1_000_000 });
@@ -92,18 +85,44 @@ describe('redis limits: keys', () => {
       const ledger = `gg:budget:{${subject}:${day}}`;
       // `used` and the one open reservation, however many requests were settled before.
       expect(await client.hgetall(ledger)).toEqual({ used: String(settles * 2 + 10), 'r:open': '10' });
-      expect(await client.hlen(ledger)).toBe(2);
-      // Every settle is still remembered, each on a key that expires on its own.
-      const markers = await client.keys(`${ledger}:settled:*`);
-      expect(markers).toHaveLength(settles);
-      for (const marker of markers.slice(0, 10)) {
-        const ttl = await client.ttl(marker);
-        expect(ttl).toBeGreaterThan(0);
-        expect(ttl).toBeLessThanOrEqual(3600);
-      }
+      // One key more: the ledger (and the ledgers-since marker the first ledger of all sets).
+      expect(await client.dbsize()).toBeLessThanOrEqual(keysBefore + 2);
+      // Settling again, however late, changes nothing.
       expect(await budget.settle({ subject, day, requestId: 'r0', actual: 50 })).toEqual({ used: settles * 2 + 10 });
     } finally {
       await client.quit();
+    }
+  });
+
+  it('Redis restarted empty: each member’s day is rebuilt from the usage records, once', async () => {
+    const own = await startRedis();
+    const client = createRedis(own.url);
+    try {
+      await waitForReady(client, 10_000);
+      const day = new Date().toISOString().slice(0, 10);
+      const spent = new Map<string, number>();
+      const asked: string[] = [];
+      const budget = new RedisTokenBudget(client, async (subject) => {
+        asked.push(subject);
+        return spent.get(subject) ?? 0;
+      });
+      const reserve = (subject: string, requestId: string, tokens: number) =>
+        budget.reserve({ subject, day, requestId, min: tokens, max: tokens, limit: 1500 });
+      // 1,400 of 1,500 tokens spent and recorded in the store.
+      expect((await reserve('user:a', 'r1', 1400)).ok).toBe(true);
+      await budget.settle({ subject: 'user:a', day, requestId: 'r1', actual: 1400 });
+      spent.set('user:a', 1400);
+      await own.restart();
+      await waitForReady(client, 15_000);
+      expect(await client.dbsize()).toBe(0);
+      asked.length = 0;
+      expect(await reserve('user:a', 'r2', 200)).toMatchObject({ ok: false, used: 1400 });
+      expect(await reserve('user:a', 'r3', 100)).toMatchObject({ ok: true, used: 1500 });
+      expect(await reserve('user:b', 'r4', 100)).toMatchObject({ ok: true, used: 100 });
+      expect(asked).toEqual(['user:a', 'user:b']);
+    } finally {
+      client.disconnect();
+      await own.stop();
     }
   });
 });

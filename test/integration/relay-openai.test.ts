@@ -4,8 +4,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { o200kTokenizer } from '../../src/adapters/tokenizer.js';
 import { revokeKey, rotateKey } from '../../src/app/keys.js';
 import { generateKey } from '../../src/domain/keys.js';
-import { estimateChatPrompt } from '../../src/domain/token-estimate.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
+import { chatPromptEstimate } from '../helpers/estimate.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
 
 let primary: FakeUpstream;
@@ -332,7 +332,7 @@ describe('upstream trouble', () => {
       .catch(() => {});
     const rows = await waitForUsage(keyId);
     expect(rows[0]).toMatchObject({ status: 'aborted', estimated: true, completionTokens: 0 });
-    expect(rows[0]!.promptTokens).toBe(estimateChatPrompt(hello, o200kTokenizer));
+    expect(rows[0]!.promptTokens).toBe(chatPromptEstimate(hello));
     expect(rows[0]!.chargedTokens).toBe(rows[0]!.promptTokens);
   });
 

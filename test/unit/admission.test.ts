@@ -3,7 +3,7 @@
 // client sees it, not by peeking at adapter internals.
 import { describe, expect, it } from 'vitest';
 import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
-import { type AdmitInput, admit, formatReset, type LimitDeps, settle } from '../../src/app/admission.js';
+import { type Admission, enter, formatReset, type LimitDeps, reserve, settle } from '../../src/app/admission.js';
 import type { TierConfig } from '../../src/config/schema.js';
 import { BudgetCalendar } from '../../src/domain/budget-day.js';
 import { RateLimitError } from '../../src/domain/errors.js';
@@ -41,6 +41,30 @@ function makeKey(discordId = `1000000000000000${++seq}`): KeyRecord {
     expiresAt: null,
     revokedAt: null,
   };
+}
+
+interface AdmitInput {
+  requestId: string;
+  key: KeyRecord;
+  tier: TierConfig;
+  weight: number;
+  promptTokens: number;
+  requestedMaxTokens: number | null;
+  choices: number;
+  /** False for embeddings. */
+  completions: boolean;
+}
+
+/** Both admission steps, as the relay runs them; headers of both steps together. */
+async function admit(deps: LimitDeps, i: AdmitInput): Promise<Admission> {
+  const ticket = await enter(deps, i);
+  const adm = await reserve(deps, ticket, {
+    weight: i.weight,
+    promptTokens: i.promptTokens,
+    requestedMaxTokens: i.requestedMaxTokens,
+    completions: i.completions ? i.choices : 0,
+  });
+  return Object.assign(adm, { headers: { ...ticket.headers, ...adm.headers } });
 }
 
 function input(key: KeyRecord, tier: TierConfig, over: Partial<AdmitInput> = {}): AdmitInput {

@@ -122,24 +122,33 @@ function dropExpired(leases: Map<string, number>, now: number): void {
   for (const [id, expiresAt] of leases) if (expiresAt <= now) leases.delete(id);
 }
 
-/**
- * How long a settle is remembered, so a repeated settle of the same request changes nothing.
- * Settles are retried within seconds; keeping a marker for the whole day would grow with traffic.
- */
-export const SETTLED_MARKER_TTL_SEC = 3600;
-
 interface DayLedger {
   used: number;
-  /** requestId → tokens reserved and not yet settled. */
+  /** requestId → tokens reserved and not yet settled. Settled requests leave no trace. */
   reserved: Map<string, number>;
+}
+
+/** Today's spend of a subject according to the durable usage records. */
+export type BudgetHistory = (subject: string, day: string) => Promise<number>;
+
+/**
+ * Whether a ledger missing for `day` may have existed before `since` (epoch ms) and been lost: the
+ * day can have begun before then. Days begin at the earliest at UTC midnight − 14 h (UTC+14).
+ */
+export function mayHaveLostDay(day: string, since: number): boolean {
+  return since > Date.parse(`${day}T00:00:00Z`) - 14 * 3600_000;
 }
 
 export class MemoryTokenBudget implements TokenBudget {
   /** day → subject → ledger. */
   readonly #days = new Map<string, Map<string, DayLedger>>();
   #newestDay = '';
-  /** subject/day/requestId of recent settles → when the marker expires (epoch ms), oldest first. */
-  readonly #settled = new Map<string, number>();
+  /** Ledgers being rebuilt from history, so concurrent first requests wait for one rebuild. */
+  readonly #seeding = new Map<string, Promise<DayLedger>>();
+  readonly #startedAt = Date.now();
+
+  /** `history` rebuilds a day this process started in the middle of (a restart forgets nothing). */
+  constructor(private readonly history?: BudgetHistory) {}
 
   async reserve(args: {
     subject: string;
@@ -150,7 +159,7 @@ export class MemoryTokenBudget implements TokenBudget {
     limit: number;
   }): Promise<BudgetReservation> {
     checkBudgetArgs(args);
-    const ledger = this.#ledger(args.subject, args.day);
+    const ledger = this.#find(args.subject, args.day) ?? (await this.#create(args.subject, args.day));
     const existing = ledger.reserved.get(args.requestId);
     if (existing !== undefined) return { ok: true, granted: existing, used: ledger.used, limit: args.limit };
     const granted = grantFor(ledger.used, args);
@@ -162,44 +171,48 @@ export class MemoryTokenBudget implements TokenBudget {
 
   async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
     checkBudgetArgs(args);
-    const ledger = this.#ledger(args.subject, args.day);
-    const now = Date.now();
-    this.#forgetSettled(now);
-    const marker = `${args.subject}\u0000${args.day}\u0000${args.requestId}`;
-    if (this.#settled.has(marker)) return { used: ledger.used };
-    ledger.used += args.actual - (ledger.reserved.get(args.requestId) ?? 0);
-    ledger.reserved.delete(args.requestId);
-    this.#settled.set(marker, now + SETTLED_MARKER_TTL_SEC * 1000);
+    const ledger = this.#find(args.subject, args.day);
+    if (!ledger) return { used: 0 };
+    const reserved = ledger.reserved.get(args.requestId);
+    if (reserved !== undefined) {
+      ledger.used += args.actual - reserved;
+      ledger.reserved.delete(args.requestId);
+    }
     return { used: ledger.used };
   }
 
   async used(subject: string, day: string): Promise<number> {
     checkBudgetArgs({ day });
-    return this.#days.get(day)?.get(subject)?.used ?? 0;
+    return this.#find(subject, day)?.used ?? 0;
   }
 
-  #ledger(subject: string, day: string): DayLedger {
+  #find(subject: string, day: string): DayLedger | undefined {
+    return this.#days.get(day)?.get(subject);
+  }
+
+  #create(subject: string, day: string): Promise<DayLedger> {
+    const id = `${day} ${subject}`;
+    let pending = this.#seeding.get(id);
+    if (!pending) {
+      pending = (async () => {
+        const spent = this.history && mayHaveLostDay(day, this.#startedAt) ? await this.history(subject, day) : 0;
+        return this.#find(subject, day) ?? this.#insert(subject, day, spent);
+      })().finally(() => this.#seeding.delete(id));
+      this.#seeding.set(id, pending);
+    }
+    return pending;
+  }
+
+  #insert(subject: string, day: string, used: number): DayLedger {
     this.#forgetOldDays(day);
     let subjects = this.#days.get(day);
     if (!subjects) {
       subjects = new Map();
       this.#days.set(day, subjects);
     }
-    let ledger = subjects.get(subject);
-    if (!ledger) {
-      ledger = { used: 0, reserved: new Map() };
-      subjects.set(subject, ledger);
-    }
+    const ledger: DayLedger = { used, reserved: new Map() };
+    subjects.set(subject, ledger);
     return ledger;
-  }
-
-  // Every marker gets the same window, so insertion order is expiry order: stop at the first live one
-  // (a clock stepping back only keeps a few markers a little longer).
-  #forgetSettled(now: number): void {
-    for (const [marker, expiresAt] of this.#settled) {
-      if (expiresAt > now) return;
-      this.#settled.delete(marker);
-    }
   }
 
   // Keeps today and yesterday: a request that started before midnight settles on its own day.

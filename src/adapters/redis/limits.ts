@@ -11,7 +11,7 @@ import type {
   RateLimiter,
   TokenBudget,
 } from '../../domain/ports.js';
-import { checkBudgetArgs, decision, SETTLED_MARKER_TTL_SEC } from '../memory/limits.js';
+import { type BudgetHistory, checkBudgetArgs, decision, mayHaveLostDay } from '../memory/limits.js';
 import type { RedisClient } from './client.js';
 
 export class RedisRateLimiter implements RateLimiter {
@@ -63,9 +63,11 @@ end
 return {0, redis.call('ZCARD', KEYS[1])}`;
 
 // KEYS[1] day ledger hash (fields: used, r:<requestId> reserved); ARGV requestId, min, max, limit,
-// expireAtSec. Returns {ok, granted, used}.
+// expireAtSec. Returns {ok, granted, used}, or {-1, 0, 0} when the ledger does not exist yet (a new
+// day, or Redis lost it): the caller creates it, from history if need be, and asks again.
 // Grant rule mirrors the in-process adapter: refuse when nothing is left or less than min fits.
-const RESERVE = `local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+const RESERVE = `if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
+local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local existing = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
 if existing then return {1, tonumber(existing), used} end
 local available = tonumber(ARGV[4]) - used
@@ -76,15 +78,16 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], granted)
 redis.call('EXPIREAT', KEYS[1], ARGV[5])
 return {1, granted, used}`;
 
-// KEYS[1] day ledger hash; KEYS[2] this request's settled marker (same hash tag, so same slot);
-// ARGV requestId, actual, expireAtSec, markerTtlSec. Returns used.
-// The marker is its own short-lived key rather than a hash field, so settled requests do not
-// accumulate in the ledger for the rest of the day.
-const SETTLE = `if not redis.call('SET', KEYS[2], 1, 'NX', 'EX', ARGV[4]) then
-  return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
-end
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[1]) or '0')
-local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - reserved)
+// KEYS[1] day ledger hash; ARGV used, expireAtSec. Creates the ledger unless another replica did.
+const SEED = `if redis.call('HSETNX', KEYS[1], 'used', ARGV[1]) == 1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+return 1`;
+
+// KEYS[1] day ledger hash; ARGV requestId, actual, expireAtSec. Returns used.
+// Idempotent by construction: only a held reservation is settled, and settling removes it, so a
+// repeated settle finds nothing and no marker of settled requests is kept.
+const SETTLE = `local reserved = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
+if not reserved then return tonumber(redis.call('HGET', KEYS[1], 'used') or '0') end
+local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - tonumber(reserved))
 redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return used`;
@@ -100,21 +103,16 @@ interface LimitCommands {
     limit: number,
     expireAtSec: number,
   ): Promise<[number, number, number]>;
-  ggBudgetSettle(
-    key: string,
-    markerKey: string,
-    requestId: string,
-    actual: number,
-    expireAtSec: number,
-    markerTtlSec: number,
-  ): Promise<number>;
+  ggBudgetSeed(key: string, used: number, expireAtSec: number): Promise<number>;
+  ggBudgetSettle(key: string, requestId: string, actual: number, expireAtSec: number): Promise<number>;
 }
 
 function withCommands(client: RedisClient): LimitCommands {
   // Defining again is harmless: ioredis keeps one script per name and sends EVALSHA.
   client.defineCommand('ggLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
   client.defineCommand('ggBudgetReserve', { numberOfKeys: 1, lua: RESERVE });
-  client.defineCommand('ggBudgetSettle', { numberOfKeys: 2, lua: SETTLE });
+  client.defineCommand('ggBudgetSeed', { numberOfKeys: 1, lua: SEED });
+  client.defineCommand('ggBudgetSettle', { numberOfKeys: 1, lua: SETTLE });
   return client as unknown as LimitCommands;
 }
 
@@ -144,10 +142,22 @@ function leaseKey(subject: string): string {
   return `gg:conc:{${subject}}`;
 }
 
+/**
+ * Set once when Redis first holds budget ledgers, to the time it did (epoch ms). Redis restarted
+ * empty has lost it too, so a ledger missing for a day that began before the marker was (re)set may
+ * have been lost: that day is rebuilt from the store's usage records.
+ */
+const LEDGERS_SINCE_KEY = 'gg:budget:since';
+/** A ledger that vanishes again right after being created means Redis is losing data. */
+const MAX_SEED_ATTEMPTS = 2;
+
 export class RedisTokenBudget implements TokenBudget {
   readonly #commands: LimitCommands;
 
-  constructor(private readonly client: RedisClient) {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly history?: BudgetHistory,
+  ) {
     this.#commands = withCommands(client);
   }
 
@@ -160,27 +170,30 @@ export class RedisTokenBudget implements TokenBudget {
     limit: number;
   }): Promise<BudgetReservation> {
     checkBudgetArgs(args);
-    const [ok, granted, used] = await this.#commands.ggBudgetReserve(
-      budgetKey(args.subject, args.day),
-      args.requestId,
-      args.min,
-      args.max,
-      args.limit,
-      expireAtSec(args.day),
-    );
-    return { ok: ok === 1, granted, used, limit: args.limit };
+    const key = budgetKey(args.subject, args.day);
+    const expireAt = expireAtSec(args.day);
+    for (let attempt = 0; ; attempt++) {
+      const [ok, granted, used] = await this.#commands.ggBudgetReserve(
+        key,
+        args.requestId,
+        args.min,
+        args.max,
+        args.limit,
+        expireAt,
+      );
+      if (ok !== -1) return { ok: ok === 1, granted, used, limit: args.limit };
+      if (attempt === MAX_SEED_ATTEMPTS) throw new Error('the budget ledger keeps disappearing from Redis');
+      await this.#seed(key, args.subject, args.day, expireAt);
+    }
   }
 
   async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
     checkBudgetArgs(args);
-    const key = budgetKey(args.subject, args.day);
     const used = await this.#commands.ggBudgetSettle(
-      key,
-      `${key}:settled:${args.requestId}`,
+      budgetKey(args.subject, args.day),
       args.requestId,
       args.actual,
       expireAtSec(args.day),
-      SETTLED_MARKER_TTL_SEC,
     );
     return { used };
   }
@@ -188,6 +201,16 @@ export class RedisTokenBudget implements TokenBudget {
   async used(subject: string, day: string): Promise<number> {
     checkBudgetArgs({ day });
     return Number((await this.client.hget(budgetKey(subject, day), 'used')) ?? 0);
+  }
+
+  async #seed(key: string, subject: string, day: string, expireAt: number): Promise<void> {
+    let spent = 0;
+    if (this.history) {
+      await this.client.set(LEDGERS_SINCE_KEY, Date.now(), 'NX');
+      const since = Number(await this.client.get(LEDGERS_SINCE_KEY));
+      if (!(since > 0) || mayHaveLostDay(day, since)) spent = await this.history(subject, day);
+    }
+    await this.#commands.ggBudgetSeed(key, spent, expireAt);
   }
 }
 

@@ -1,14 +1,20 @@
 // Builds the Redis-backed limiters for the production backend, wrapped in the configured failure
 // policy with in-process insurance limiters behind them.
 import type { Logger } from 'pino';
-import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../memory/limits.js';
+import {
+  type BudgetHistory,
+  MemoryConcurrencyLimiter,
+  MemoryRateLimiter,
+  MemoryTokenBudget,
+} from '../memory/limits.js';
 import { type FailurePolicy, withFailurePolicy } from '../resilient-limits.js';
 import { createRedis, redactRedisUrl, waitForReady } from './client.js';
 import { RedisConcurrencyLimiter, RedisKeyEvents, RedisRateLimiter, RedisTokenBudget } from './limits.js';
 
 const STARTUP_WAIT_MS = 5_000;
 
-export async function openRedisLimits(url: string, policy: FailurePolicy, log: Logger) {
+/** `history` rebuilds a day's budget ledger that Redis (or the insurance limiter) does not hold. */
+export async function openRedisLimits(url: string, policy: FailurePolicy, log: Logger, history: BudgetHistory) {
   const client = createRedis(url);
   try {
     await waitForReady(client, STARTUP_WAIT_MS);
@@ -23,9 +29,13 @@ export async function openRedisLimits(url: string, policy: FailurePolicy, log: L
     {
       rate: new RedisRateLimiter(client),
       concurrency: new RedisConcurrencyLimiter(client),
-      budget: new RedisTokenBudget(client),
+      budget: new RedisTokenBudget(client, history),
     },
-    { rate: new MemoryRateLimiter(), concurrency: new MemoryConcurrencyLimiter(), budget: new MemoryTokenBudget() },
+    {
+      rate: new MemoryRateLimiter(),
+      concurrency: new MemoryConcurrencyLimiter(),
+      budget: new MemoryTokenBudget(history),
+    },
     policy,
     log,
   );

@@ -1,6 +1,8 @@
-// Bearer-key authentication for /v1. Unknown, revoked, suspended and expired keys all get the same
-// 401, so a response never tells whether a key exists. Failed attempts are limited per client IP.
+// Bearer-key authentication for /v1. Unknown, revoked, suspended, expired and malformed keys all get
+// the same 401, so a response never tells whether a key exists. Failed attempts are limited per
+// client IP; a valid key is always admitted, whatever its address did.
 import type { RequestHandler } from 'express';
+import { AuthThrottle } from '../../app/auth-throttle.js';
 import type { TierConfig } from '../../config/schema.js';
 import { AuthenticationError, RateLimitError, ServiceUnavailableError } from '../../domain/errors.js';
 import type { KeyRecord } from '../../domain/types.js';
@@ -15,41 +17,31 @@ export interface AuthContext {
 
 export function authenticate(s: Services): RequestHandler {
   const { tiers, defaultTier, limits } = s.config;
-  /** Local memo of IPs the shared limiter refused, so they skip key lookups until the window ends. */
-  const blocked = new Map<string, number>();
+  const throttle = new AuthThrottle(s.authFailures, limits.authFailuresPerMinute);
+
+  /** Counts the failure, then refuses with 401, or 429 once the address is over its limit. */
+  const refuse = async (ip: string | undefined, message?: string): Promise<never> => {
+    const waitMs = await throttle.fail(ip ?? 'unknown');
+    if (waitMs > 0) throw tooManyFailures(waitMs / 1000);
+    throw new AuthenticationError(message);
+  };
 
   return async (req, res, next) => {
-    // Resolving the client address (trust proxy rules) is only worth it once some address failed.
-    if (blocked.size > 0) {
-      const ip = req.ip ?? 'unknown';
-      const until = blocked.get(ip);
-      if (until !== undefined) {
-        if (until > Date.now()) throw tooManyFailures((until - Date.now()) / 1000);
-        blocked.delete(ip);
-      }
-    }
     const match = BEARER.exec(req.headers.authorization ?? '');
     if (!match) {
-      throw new AuthenticationError(
+      return refuse(
+        req.ip,
         "You didn't provide an API key. Send it in the Authorization header as 'Bearer gg_...'. Get a key from your Discord server.",
       );
     }
+    // Verified even when the address is blocked: its failures must not lock out a valid key.
     let result: Awaited<ReturnType<typeof s.verifier.verify>>;
     try {
       result = await s.verifier.verify(match[1]!);
     } catch (err) {
       throw new ServiceUnavailableError('The key store is not answering. Try again shortly.', 'store_unavailable', err);
     }
-    if (!result.ok) {
-      const ip = req.ip ?? 'unknown';
-      const d = await s.authFailures.consume(`ip:${ip}`, limits.authFailuresPerMinute);
-      if (!d.allowed) {
-        if (blocked.size >= MAX_BLOCKED) sweep(blocked);
-        blocked.set(ip, Date.now() + d.resetMs);
-        throw tooManyFailures(d.resetMs / 1000);
-      }
-      throw new AuthenticationError();
-    }
+    if (!result.ok) return refuse(req.ip);
     const key = result.key;
     let tier = Object.hasOwn(tiers, key.tier) ? tiers[key.tier] : undefined;
     if (!tier) {
@@ -59,20 +51,6 @@ export function authenticate(s: Services): RequestHandler {
     res.locals.auth = { key, tier } satisfies AuthContext;
     next();
   };
-}
-
-const MAX_BLOCKED = 10_000;
-
-/** Drops expired blocks; if all are live, the oldest half (an attack from many addresses). */
-function sweep(blocked: Map<string, number>): void {
-  const now = Date.now();
-  for (const [ip, until] of blocked) if (until <= now) blocked.delete(ip);
-  if (blocked.size < MAX_BLOCKED) return;
-  let drop = blocked.size / 2;
-  for (const ip of blocked.keys()) {
-    if (drop-- <= 0) break;
-    blocked.delete(ip);
-  }
 }
 
 function tooManyFailures(retryAfterSeconds: number): RateLimitError {

@@ -9,25 +9,22 @@ import { chatBody, parseBody } from '../validate.js';
 export function chatCompletions(s: Services): RequestHandler {
   return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
-    const body = parseBody(chatBody, req.body);
+    const body = parseBody(chatBody, req.body, 'messages');
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
     const caps = [body.max_tokens, body.max_completion_tokens].filter((n): n is number => typeof n === 'number');
-    await relayCall(
-      s,
-      res,
-      {
-        endpoint: 'chat.completions',
-        path: '/chat/completions',
-        modelName: body.model,
-        model,
-        body,
-        promptTokens: estimateChatPrompt(body.messages, s.tokenizer, body.tools ?? body.functions),
-        stream: body.stream === true,
-        maxTokensField: model.maxTokensParam,
-        requestedMaxTokens: caps.length ? Math.min(...caps) : null,
-        choices: body.n ?? 1,
-      },
-      auth,
-    );
+    const meter = s.meter();
+    await relayCall(s, res, {
+      endpoint: 'chat.completions',
+      path: '/chat/completions',
+      modelName: body.model,
+      model,
+      body,
+      promptTokens: estimateChatPrompt(body, meter, { imageTokens: model.imageTokens }),
+      meter,
+      stream: body.stream === true,
+      maxTokensField: model.maxTokensParam,
+      requestedMaxTokens: caps.length ? Math.min(...caps) : null,
+      completions: body.n ?? 1,
+    });
   };
 }

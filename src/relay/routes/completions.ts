@@ -10,25 +10,24 @@ import { completionBody, parseBody } from '../validate.js';
 export function completions(s: Services): RequestHandler {
   return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
-    const body = parseBody(completionBody, req.body);
+    const body = parseBody(completionBody, req.body, 'prompt');
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
-    await relayCall(
-      s,
-      res,
-      {
-        endpoint: 'completions',
-        path: '/completions',
-        modelName: body.model,
-        model,
-        body,
-        promptTokens: estimateTextInput(body.prompt, s.tokenizer),
-        stream: body.stream === true,
-        maxTokensField: 'max_tokens',
-        requestedMaxTokens: body.max_tokens ?? null,
-        // best_of completions are generated (and billed) server-side even though n are returned.
-        choices: Math.max(body.n ?? 1, body.best_of ?? 1),
-      },
-      auth,
-    );
+    const meter = s.meter();
+    const prompt = estimateTextInput(body.prompt, meter);
+    await relayCall(s, res, {
+      endpoint: 'completions',
+      path: '/completions',
+      modelName: body.model,
+      model,
+      body,
+      promptTokens: prompt.tokens + meter.json(body.suffix),
+      meter,
+      stream: body.stream === true,
+      maxTokensField: 'max_tokens',
+      requestedMaxTokens: body.max_tokens ?? null,
+      // Every prompt gets its own completions, and best_of of them are generated (and billed)
+      // server-side even though n are returned.
+      completions: prompt.inputs * Math.max(body.n ?? 1, body.best_of ?? 1),
+    });
   };
 }

@@ -9,24 +9,21 @@ import { embeddingBody, parseBody } from '../validate.js';
 export function embeddings(s: Services): RequestHandler {
   return async (req, res) => {
     const auth = res.locals.auth as AuthContext;
-    const body = parseBody(embeddingBody, req.body);
+    const body = parseBody(embeddingBody, req.body, 'input');
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'embedding');
-    await relayCall(
-      s,
-      res,
-      {
-        endpoint: 'embeddings',
-        path: '/embeddings',
-        modelName: body.model,
-        model,
-        body,
-        promptTokens: estimateTextInput(body.input, s.tokenizer),
-        stream: false,
-        maxTokensField: null,
-        requestedMaxTokens: null,
-        choices: 1,
-      },
-      auth,
-    );
+    const meter = s.meter();
+    await relayCall(s, res, {
+      endpoint: 'embeddings',
+      path: '/embeddings',
+      modelName: body.model,
+      model,
+      body,
+      promptTokens: estimateTextInput(body.input, meter).tokens,
+      meter,
+      stream: false,
+      maxTokensField: null,
+      requestedMaxTokens: null,
+      completions: 0,
+    });
   };
 }

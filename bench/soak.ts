@@ -1,0 +1,173 @@
+// `npm run bench:soak`: does Guildgate's memory level off under sustained load? Drives non-stream
+// chat completions at full speed for a while and watches the relay process's RSS.
+// See bench/README.md ("Soak and stall").
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { startRedis } from '../test/helpers/redis-server.js';
+import { startGuildgate } from './lib/guildgate.js';
+import { readyLine, spawnTs } from './lib/processes.js';
+import { rssMiB } from './lib/rss.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '10' },
+    backend: { type: 'string', default: 'memory' },
+    concurrency: { type: 'string', default: '32' },
+  },
+});
+const minutes = Number(flags.minutes);
+const concurrency = Number(flags.concurrency);
+if (!(minutes > 0) || !Number.isInteger(concurrency) || concurrency < 1) {
+  console.error('usage: npm run bench:soak -- [--minutes 10] [--backend memory|redis] [--concurrency 32]');
+  process.exit(2);
+}
+if (flags.backend !== 'memory' && flags.backend !== 'redis') {
+  console.error(`--backend must be memory or redis, not ${flags.backend}`);
+  process.exit(2);
+}
+const DURATION_MS = minutes * 60_000;
+const REPORT_EVERY_MS = 30_000;
+const WARMUP_MS = 5_000;
+const LEVEL_OFF_GROWTH = 0.1;
+
+const cleanups: Array<() => Promise<unknown>> = [];
+let cleaning: Promise<void> | null = null;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => {});
+  })();
+  return cleaning;
+}
+process.once('SIGINT', () => {
+  cleanup().finally(() => process.exit(130));
+});
+
+const BODY = JSON.stringify({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Reply with a short greeting for the soak test.' }],
+  max_tokens: 32,
+});
+
+interface Counters {
+  done: number;
+  errors: Map<string, number>;
+}
+
+/** Closed loop with `concurrency` workers until `until` (performance.now() ms) or `abort()` says stop. */
+async function drive(pool: Pool, apiKey: string, until: number, counters: Counters, abort: () => boolean) {
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` };
+  const worker = async () => {
+    while (performance.now() < until && !abort()) {
+      try {
+        const res = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers, body: BODY });
+        const text = await res.body.text();
+        if (res.statusCode !== 200 || !text.includes('"chat.completion"')) {
+          throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+        }
+        counters.done++;
+      } catch (err) {
+        const what = err instanceof Error ? err.message : String(err);
+        counters.errors.set(what, (counters.errors.get(what) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+const mib = (v: number | null) => (v === null ? '-' : `${v.toFixed(1)} MiB`);
+const clock = (ms: number) => {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+};
+
+async function main(): Promise<number> {
+  if (flags.backend === 'redis' && spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) {
+    console.error('--backend redis needs redis-server on PATH (apt-get install redis-server).');
+    return 1;
+  }
+  const upstream = spawnTs('fake upstream', resolve(import.meta.dirname, 'lib/upstream-process.ts'));
+  cleanups.push(() => upstream.stop());
+  const { url: upstreamUrl } = await readyLine<{ url: string }>(upstream, 30_000);
+  let redisUrl: string | undefined;
+  if (flags.backend === 'redis') {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    redisUrl = redis.url;
+  }
+  const gg = await startGuildgate({ name: `guildgate (${flags.backend} limits)`, upstreamUrl, redisUrl });
+  cleanups.push(() => gg.stop());
+  const pid = gg.child.process.pid;
+  const relayGone = () => gg.child.process.exitCode !== null || gg.child.process.signalCode !== null;
+  const pool = new Pool(gg.url, { connections: concurrency, headersTimeout: 30_000, bodyTimeout: 30_000 });
+  cleanups.push(() => pool.close());
+
+  console.log(
+    `Guildgate soak: ${minutes} min, SQLite + ${flags.backend} limits, ${concurrency} concurrent non-stream ` +
+      `chat completions, fake upstream; relay pid ${pid}.`,
+  );
+  process.stderr.write(`warm-up ${WARMUP_MS / 1000} s...\n`);
+  const counters: Counters = { done: 0, errors: new Map() };
+  await drive(pool, gg.apiKey, performance.now() + WARMUP_MS, counters, relayGone);
+  counters.done = 0;
+
+  const rss = { start: rssMiB(pid), mid: null as number | null, end: null as number | null };
+  console.log(`RSS after warm-up: ${mib(rss.start)}`);
+  const started = performance.now();
+  let last = { at: started, done: 0 };
+  const report = () => {
+    const now = performance.now();
+    const rps = ((counters.done - last.done) * 1000) / (now - last.at);
+    const cols = [clock(now - started).padStart(7), String(counters.done).padStart(9), rps.toFixed(0).padStart(6)];
+    console.log(`${cols.join('  ')}  ${mib(rssMiB(pid))}`);
+    last = { at: now, done: counters.done };
+  };
+  console.log(
+    `elapsed  ${'requests'.padStart(9)}  ${'req/s'.padStart(6)}  relay RSS (every ${REPORT_EVERY_MS / 1000} s)`,
+  );
+  const ticker = setInterval(report, REPORT_EVERY_MS);
+  const midTimer = setTimeout(() => {
+    rss.mid = rssMiB(pid);
+  }, DURATION_MS / 2);
+  await drive(pool, gg.apiKey, started + DURATION_MS, counters, relayGone);
+  clearInterval(ticker);
+  clearTimeout(midTimer);
+  rss.end = rssMiB(pid);
+  // The last 30 s tick may have landed just before the end; print the tail unless it is negligible.
+  if (performance.now() - last.at > 1_000) report();
+
+  console.log('');
+  console.log('| when | RSS |');
+  console.log('|---|---|');
+  console.log(`| start (after warm-up) | ${mib(rss.start)} |`);
+  console.log(`| midpoint | ${mib(rss.mid)} |`);
+  console.log(`| end | ${mib(rss.end)} |`);
+  const growth = rss.mid !== null && rss.end !== null ? (rss.end - rss.mid) / rss.mid : null;
+  console.log(`| growth midpoint → end | ${growth === null ? '-' : `${(growth * 100).toFixed(1)} %`} |`);
+  console.log('');
+  if (growth !== null) console.log(growth < LEVEL_OFF_GROWTH ? 'memory levels off' : 'memory still growing');
+  else console.log('RSS not readable (no /proc?): no verdict');
+
+  // Warm-up failures count too.
+  const errors = [...counters.errors.values()].reduce((a, b) => a + b, 0);
+  if (relayGone()) console.log(`The relay exited during the soak:\n${gg.child.output()}`);
+  if (errors) {
+    console.log(`ERRORS: ${errors} failed requests`);
+    for (const [what, n] of counters.errors) console.log(`  ${n}× ${what}`);
+    return 1;
+  }
+  console.log(`Errors: none (${counters.done} requests measured).`);
+  return relayGone() ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`soak failed: ${err instanceof Error ? err.message : String(err)}`);
+} finally {
+  await cleanup();
+}
+process.exit(code);
