@@ -77,12 +77,16 @@ export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string
   if (file.storage.limits === 'redis' && !redisUrl) {
     problems.push('storage.limits: is "redis" but the environment variable REDIS_URL is not set');
   }
+  const discordBotToken = env.DISCORD_BOT_TOKEN || undefined;
+  if (discordBotToken && !file.discord) {
+    problems.push('discord: DISCORD_BOT_TOKEN is set but there is no discord section (applicationId, guildId)');
+  }
   if (problems.length) throw new ConfigError(source, problems);
 
   const host = file.server.host.includes(':') ? `[${file.server.host}]` : file.server.host;
   return {
     ...file,
-    env: { mongodbUri, redisUrl, upstreamKeys, logLevel: env.LOG_LEVEL || 'info' },
+    env: { mongodbUri, redisUrl, upstreamKeys, discordBotToken, logLevel: env.LOG_LEVEL || 'info' },
     source,
     publicBaseUrl: (file.server.publicBaseUrl ?? `http://${host}:${file.server.port}`).replace(/\/+$/, ''),
   };
@@ -131,6 +135,9 @@ export function configWarnings(cfg: Config): string[] {
   }
   if (Object.keys(cfg.models).length === 0)
     notes.push('No models configured: /v1/models is empty and every model answers 404.');
+  if (cfg.discord && !cfg.env.discordBotToken) {
+    notes.push('A discord section is configured but DISCORD_BOT_TOKEN is not set: the bot does not run.');
+  }
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     if (u.apiKeyEnv && !cfg.env.upstreamKeys[name]) {
       notes.push(`Upstream "${name}": environment variable ${u.apiKeyEnv} is not set; requests go without a key.`);

@@ -62,6 +62,31 @@ export const modelSchema = z.strictObject({
   ownedBy: z.string().default('guildgate'),
 });
 
+const snowflake = (what: string) => z.string().regex(/^\d{17,20}$/, `a Discord ${what} id`);
+
+export const discordSchema = z.strictObject({
+  /** The application (client) id from the Developer Portal. */
+  applicationId: snowflake('application'),
+  /** The one server whose members may get keys. */
+  guildId: snowflake('server'),
+  /** Members holding any of these roles may moderate keys (besides Manage Server). */
+  moderatorRoleIds: z.array(snowflake('role')).default([]),
+  /** Channel where every moderation action is posted; none when unset. */
+  modLogChannelId: snowflake('channel').optional(),
+  /** What happens to a member's key when they leave the server. */
+  leavePolicy: z.enum(['suspend', 'revoke']).default('suspend'),
+  /** Role id → tier: a member holding one of these roles gets that tier (first match in this order). */
+  roleTiers: z.record(snowflake('role'), name).default({}),
+  /** REST base without the version, passed to discord.js as `rest.api` (proxies and tests point it elsewhere). */
+  apiBaseUrl: z.url({ protocol: /^https?$/ }).default('https://discord.com/api'),
+  /** Whether the Server Members privileged intent is enabled (leave/role events); without it the reconciler catches up. */
+  membersIntent: z.boolean().default(true),
+  /** How often every live key's holder is re-checked against the server. */
+  reconcileIntervalMs: positiveInt.default(5 * 60_000),
+  /** How long a newly shown key stays in the reply before it is edited out. */
+  keyRevealMs: positiveInt.max(14 * 60_000).default(3 * 60_000),
+});
+
 const DEFAULT_TIERS = {
   free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
 };
@@ -123,6 +148,8 @@ export const configSchema = z.strictObject({
   tiers: z.record(name, tierSchema).default(DEFAULT_TIERS),
   models: z.record(z.string().min(1), modelSchema).default({}),
   upstreams: z.record(name, upstreamSchema).default({}),
+  /** The Discord bot; it runs when this section is present and DISCORD_BOT_TOKEN is set. */
+  discord: discordSchema.optional(),
 });
 
 type Loose = Record<string, unknown>;
@@ -159,6 +186,12 @@ export function crossReferenceIssues(raw: unknown): Array<{ path: Array<string |
       }
     });
   }
+  const roleTiers = isObject(cfg.discord) && isObject(cfg.discord.roleTiers) ? cfg.discord.roleTiers : {};
+  for (const [role, tier] of Object.entries(roleTiers)) {
+    if (typeof tier === 'string' && !Object.hasOwn(tiers, tier)) {
+      issues.push({ path: ['discord', 'roleTiers', role], message: `no tier named "${tier}"` });
+    }
+  }
   const zone = isObject(cfg.limits) ? cfg.limits.budgetTimeZone : undefined;
   if (typeof zone === 'string') {
     try {
@@ -174,6 +207,7 @@ export type FileConfig = z.infer<typeof configSchema>;
 export type TierConfig = z.infer<typeof tierSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type ModelConfig = z.infer<typeof modelSchema>;
+export type DiscordConfig = z.infer<typeof discordSchema>;
 
 /** Secrets and deployment switches read from the environment. */
 export interface EnvConfig {
@@ -181,6 +215,8 @@ export interface EnvConfig {
   redisUrl: string | undefined;
   /** Resolved upstream API keys by upstream name (from each upstream's `apiKeyEnv`). */
   upstreamKeys: Record<string, string | undefined>;
+  /** The bot token (DISCORD_BOT_TOKEN); never logged. */
+  discordBotToken: string | undefined;
   logLevel: string;
 }
 
