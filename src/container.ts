@@ -10,6 +10,7 @@ import {
   MemoryRateLimiter,
   MemoryTokenBudget,
 } from './adapters/memory/limits.js';
+import type { RedisClient } from './adapters/redis/client.js';
 import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
 import { o200kTokenizer } from './adapters/tokenizer.js';
 import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
@@ -39,6 +40,7 @@ interface LimitAdapters {
   concurrency: ConcurrencyLimiter;
   budget: TokenBudget;
   keyEvents: KeyEvents;
+  redis?: RedisClient;
   close(): Promise<void>;
 }
 
@@ -52,14 +54,18 @@ function limitsBackend(cfg: Config): 'memory' | 'redis' {
   return cfg.storage.limits;
 }
 
+/** The embedded SQLite file (the store's, and the web sessions' when there is no Redis). */
+export function sqliteFile(cfg: Config): string {
+  return join(resolve(cfg.dataDir), 'guildgate.db');
+}
+
 async function openStore(cfg: Config, backend: 'sqlite' | 'mongo'): Promise<Store> {
   if (backend === 'mongo') {
     const { MongoStore } = await import('./adapters/mongo/mongo-store.js');
     return MongoStore.connect(cfg.env.mongodbUri!, { retentionDays: cfg.usage.retentionDays });
   }
-  const dir = resolve(cfg.dataDir);
-  mkdirSync(dir, { recursive: true });
-  return SqliteStore.open(join(dir, 'guildgate.db'));
+  mkdirSync(resolve(cfg.dataDir), { recursive: true });
+  return SqliteStore.open(sqliteFile(cfg));
 }
 
 function memoryLimits(history: BudgetHistory): LimitAdapters {
@@ -129,6 +135,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     now,
     store,
     keyEvents: limits.keyEvents,
+    redis: limits.redis,
     upstream,
     meter: () =>
       new TokenMeter(o200kTokenizer, { budgetMs: METER_BUDGET_MS, clock: performance.now.bind(performance) }),

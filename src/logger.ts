@@ -14,6 +14,25 @@ export const REDACT_PATHS = [
   '*.token',
   'password',
   '*.password',
+  // The web sign-in: session cookies, OAuth tokens and the application's secrets.
+  'cookie',
+  '*.cookie',
+  'headers.cookie',
+  '*.headers.cookie',
+  'headers["set-cookie"]',
+  '*.headers["set-cookie"]',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'code_verifier',
+  '*.code_verifier',
+  'clientSecret',
+  '*.clientSecret',
+  'sessionSecret',
+  '*.sessionSecret',
+  'discordClientSecret',
+  '*.discordClientSecret',
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

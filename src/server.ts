@@ -9,6 +9,8 @@ import { buildServices } from './container.js';
 import type { Upstream } from './domain/ports.js';
 import { createRelayApp } from './relay/app.js';
 import type { Services } from './services.js';
+import { webEnabled } from './web/enabled.js';
+import type { Web } from './web/index.js';
 
 export interface RunningRelay {
   services: Services;
@@ -23,13 +25,23 @@ export async function startRelay(
   opts: { log: Logger; upstream?: Upstream; now?: () => Date },
 ): Promise<RunningRelay> {
   const services = await buildServices(config, opts);
+  let web: Web | null = null;
+  if (webEnabled(config)) {
+    // Loaded only when configured: a relay without the web carries none of it.
+    const { createWeb } = await import('./web/index.js');
+    web = await createWeb(services).catch(async (err) => {
+      await services.close();
+      throw err;
+    });
+  }
   let draining = false;
-  const app = createRelayApp(services, { isDraining: () => draining });
+  const app = createRelayApp(services, { isDraining: () => draining, web: web?.router });
   const server = app.listen(config.server.port, config.server.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   }).catch(async (err) => {
+    await web?.close();
     await services.close();
     throw err;
   });
@@ -57,6 +69,7 @@ export async function startRelay(
       clearTimeout(timer);
       // Connections closed at the deadline abort their requests; let those record and settle.
       await services.inflight.settled(Date.now() + 2_000);
+      await web?.close();
       await services.close(Date.now() + 3_000);
     })();
     return stopping;

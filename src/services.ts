@@ -1,6 +1,7 @@
 // What the composition root hands to the relay, the CLI, the bot and the web: every adapter built
 // once, behind its port.
 import type { Logger } from 'pino';
+import type { RedisClient } from './adapters/redis/client.js';
 import type { LimitDeps } from './app/admission.js';
 import type { InFlight } from './app/in-flight.js';
 import type { KeyDeps } from './app/keys.js';
@@ -16,6 +17,8 @@ export interface Services {
   now: () => Date;
   store: Store;
   keyEvents: KeyEvents;
+  /** The limits' Redis client when Redis is configured (the web keeps its sessions there). */
+  redis?: RedisClient;
   upstream: Upstream;
   /** A token meter for one request: exact counts within a small CPU allowance, upper bounds after. */
   meter(): TokenMeter;

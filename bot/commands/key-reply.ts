@@ -1,20 +1,10 @@
 // The message that shows a new key once, with what a developer needs to use it right away.
-import type { TierConfig } from '../../src/config/schema.js';
-import { tierAllows } from '../../src/domain/model-access.js';
+import { firstChatModel } from '../../src/domain/model-access.js';
 import type { KeyRecord } from '../../src/domain/types.js';
-import type { Services } from '../../src/services.js';
 import type { BotDeps, Reply } from '../types.js';
 import { num } from './shared.js';
 
 const ENV_VAR = 'GUILDGATE_API_KEY';
-
-/** A chat model the tier may call, for the examples. */
-function exampleModel(services: Services, tier: TierConfig): string {
-  const chat = Object.entries(services.config.models).filter(
-    ([name, m]) => m.kind === 'chat' && tierAllows(tier, name),
-  );
-  return chat[0]?.[0] ?? 'MODEL_NAME';
-}
 
 function duration(ms: number): string {
   return ms < 60_000 ? `${Math.round(ms / 1000)} seconds` : `${Math.round(ms / 60_000)} minutes`;
@@ -28,7 +18,7 @@ export function keyReply(deps: BotDeps, key: string, record: KeyRecord, intro?: 
   const { services } = deps;
   const tier = services.config.tiers[record.tier];
   const baseUrl = `${services.config.publicBaseUrl}/v1`;
-  const model = tier ? exampleModel(services, tier) : 'MODEL_NAME';
+  const model = (tier && firstChatModel(services.config.models, tier)) ?? 'MODEL_NAME';
   const limits = tier ? `: ${num(tier.rpm)} requests/min, ${num(tier.tokensPerDay)} tokens/day` : '';
   const body = (shown: string, note: string) =>
     [

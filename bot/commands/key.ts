@@ -1,6 +1,6 @@
 // /key create|show|rotate|revoke: a member manages their own key.
 import type { RESTPostAPIApplicationCommandsJSONBody } from 'discord-api-types/v10';
-import { findLiveKey, issueKey, revokeKey, rotateKey } from '../../src/app/keys.js';
+import { findLiveKey, issueKey, revokeKey, rotateKey, tierForRoles } from '../../src/app/keys.js';
 import type { KeyRecord } from '../../src/domain/types.js';
 import { type BotDeps, type Invoker, type Reply, UserError } from '../types.js';
 import { keyReply } from './key-reply.js';
@@ -20,11 +20,6 @@ export const data: RESTPostAPIApplicationCommandsJSONBody = {
 };
 
 const actorOf = (invoker: Invoker) => `discord:${invoker.userId}`;
-
-/** The tier of the first configured role the member holds (config order), else none (default tier). */
-export function tierForRoles(roleTiers: Record<string, string>, roleIds: string[]): string | undefined {
-  return Object.entries(roleTiers).find(([role]) => roleIds.includes(role))?.[1];
-}
 
 /** A suspension is a moderator's decision: the member may neither replace nor discard the key. */
 function suspendedRefusal(key: KeyRecord): UserError {

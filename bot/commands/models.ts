@@ -1,10 +1,9 @@
 // /models: what the member's tier may call.
 import type { RESTPostAPIApplicationCommandsJSONBody } from 'discord-api-types/v10';
-import { findLiveKey } from '../../src/app/keys.js';
+import { findLiveKey, tierForRoles } from '../../src/app/keys.js';
 import { tierOf } from '../../src/app/usage-summary.js';
 import { tierAllows } from '../../src/domain/model-access.js';
 import type { BotDeps, Invoker, Reply } from '../types.js';
-import { tierForRoles } from './key.js';
 import { COMMAND, clip, GUILD_ONLY } from './shared.js';
 
 export const data: RESTPostAPIApplicationCommandsJSONBody = {

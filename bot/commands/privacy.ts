@@ -1,7 +1,6 @@
 // /privacy export|delete: a member's own data, as a file or gone.
 import type { RESTPostAPIApplicationCommandsJSONBody } from 'discord-api-types/v10';
-import { findLiveKey } from '../../src/app/keys.js';
-import { deleteUser, exportUserData } from '../../src/app/users.js';
+import { deleteUser, exportUserData, selfDeletionHold } from '../../src/app/users.js';
 import { type BotDeps, type Invoker, type Reply, UserError } from '../types.js';
 import { COMMAND, GUILD_ONLY, num, OPTION } from './shared.js';
 
@@ -34,19 +33,9 @@ export async function privacyExport(deps: BotDeps, invoker: Invoker): Promise<Re
   };
 }
 
-/**
- * A ban or a suspension lives in the records deletion removes, so deleting would lift it:
- * those members must go through a moderator.
- */
 async function refuseWhileModerated(deps: BotDeps, discordId: string): Promise<void> {
-  const [user, key] = await Promise.all([
-    deps.services.store.getUser(discordId),
-    findLiveKey(deps.services, discordId),
-  ]);
-  if (user?.bannedAt || key?.status === 'suspended') {
-    const what = user?.bannedAt ? 'You are banned from the relay' : 'Your key is suspended';
-    throw new UserError(`${what}; the record of that cannot be deleted by yourself. Ask a moderator.`);
-  }
+  const hold = await selfDeletionHold(deps.services, discordId);
+  if (hold) throw new UserError(hold);
 }
 
 export async function privacyDelete(deps: BotDeps, invoker: Invoker): Promise<Reply> {

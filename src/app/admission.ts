@@ -10,6 +10,7 @@ import type { BudgetCalendar } from '../domain/budget-day.js';
 import { RateLimitError, ServiceUnavailableError } from '../domain/errors.js';
 import type { ConcurrencyLimiter, RateLimiter, Store, TokenBudget } from '../domain/ports.js';
 import type { KeyRecord } from '../domain/types.js';
+import { chargedBeforeDeletion } from './users.js';
 
 export interface LimitDeps {
   rate: RateLimiter;
@@ -72,17 +73,26 @@ export function budgetSubject(discordId: string): string {
   return `${USER_SUBJECT}${discordId}`;
 }
 
+/** Deletions of one user that a day's rebuild looks through (a user's own audit entries are few). */
+const DELETION_LOOKBACK = 50;
+
 /**
- * What a budget subject was charged on a day according to the store's usage records: how a limiter
- * that lost its state (Redis restarted empty, a process restarted) rebuilds the day.
+ * What a budget subject was charged on a day according to the store: its daily usage, plus what it
+ * was charged before deleting its data that day. How a limiter that lost its state (Redis restarted
+ * empty, a process restarted) rebuilds the day.
  */
-export function budgetHistory(store: Pick<Store, 'dailyUsage'>): (subject: string, day: string) => Promise<number> {
+export function budgetHistory(
+  store: Pick<Store, 'dailyUsage' | 'listAudit'>,
+): (subject: string, day: string) => Promise<number> {
   return async (subject, day) => {
     if (!subject.startsWith(USER_SUBJECT)) return 0;
     const discordId = subject.slice(USER_SUBJECT.length);
     try {
-      const rows = await store.dailyUsage({ discordId, fromDay: day, toDay: day });
-      return rows.reduce((sum, r) => sum + r.chargedTokens, 0);
+      const [rows, audit] = await Promise.all([
+        store.dailyUsage({ discordId, fromDay: day, toDay: day }),
+        store.listAudit({ target: discordId, limit: DELETION_LOOKBACK }),
+      ]);
+      return rows.reduce((sum, r) => sum + r.chargedTokens, 0) + chargedBeforeDeletion(audit, day);
     } catch (err) {
       // Admitting against a ledger that forgot the day would let the budget be spent again.
       throw new ServiceUnavailableError(

@@ -42,6 +42,11 @@ function unknownTier(tier: string): KeyFailure {
   return { ok: false, code: 'UNKNOWN_TIER', message: `There is no tier named "${tier}".` };
 }
 
+/** The tier of the first configured role the member holds (config order), else none (default tier). */
+export function tierForRoles(roleTiers: Record<string, string>, roleIds: string[]): string | undefined {
+  return Object.entries(roleTiers).find(([role]) => roleIds.includes(role))?.[1];
+}
+
 /** The Discord user's live (active or suspended) key, if any. */
 export async function findLiveKey(deps: Pick<KeyDeps, 'store'>, discordId: string): Promise<KeyRecord | null> {
   const keys = await deps.store.listKeys({ discordId, limit: 20 });

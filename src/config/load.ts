@@ -81,12 +81,28 @@ export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string
   if (discordBotToken && !file.discord) {
     problems.push('discord: DISCORD_BOT_TOKEN is set but there is no discord section (applicationId, guildId)');
   }
+  const discordClientSecret = env.DISCORD_CLIENT_SECRET || undefined;
+  const sessionSecret = env.GUILDGATE_SESSION_SECRET || undefined;
+  if (discordClientSecret && !file.discord) {
+    problems.push('discord: DISCORD_CLIENT_SECRET is set but there is no discord section (applicationId, guildId)');
+  }
+  if (discordClientSecret && (sessionSecret?.length ?? 0) < 32) {
+    problems.push('GUILDGATE_SESSION_SECRET: the web sign-in needs it, at least 32 random characters');
+  }
   if (problems.length) throw new ConfigError(source, problems);
 
   const host = file.server.host.includes(':') ? `[${file.server.host}]` : file.server.host;
   return {
     ...file,
-    env: { mongodbUri, redisUrl, upstreamKeys, discordBotToken, logLevel: env.LOG_LEVEL || 'info' },
+    env: {
+      mongodbUri,
+      redisUrl,
+      upstreamKeys,
+      discordBotToken,
+      discordClientSecret,
+      sessionSecret,
+      logLevel: env.LOG_LEVEL || 'info',
+    },
     source,
     publicBaseUrl: (file.server.publicBaseUrl ?? `http://${host}:${file.server.port}`).replace(/\/+$/, ''),
   };

@@ -87,6 +87,17 @@ export const discordSchema = z.strictObject({
   keyRevealMs: positiveInt.max(14 * 60_000).default(3 * 60_000),
 });
 
+export const webSchema = z.strictObject({
+  /** Discord's OAuth2 authorize page (a proxy or a test double may stand in). */
+  authorizeUrl: z.url({ protocol: /^https?$/ }).default('https://discord.com/oauth2/authorize'),
+  /** Discord's OAuth2 token endpoint; revocation is `<tokenUrl>/revoke`. */
+  tokenUrl: z.url({ protocol: /^https?$/ }).default('https://discord.com/api/oauth2/token'),
+  /** How long a signed-in session lasts without use. */
+  sessionTtlMs: positiveInt.default(7 * 24 * 3600_000),
+  /** Folder with operator-written `privacy.md` and `terms.md`; built-in defaults otherwise. */
+  pagesDir: z.string().optional(),
+});
+
 const DEFAULT_TIERS = {
   free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
 };
@@ -150,6 +161,11 @@ export const configSchema = z.strictObject({
   upstreams: z.record(name, upstreamSchema).default({}),
   /** The Discord bot; it runs when this section is present and DISCORD_BOT_TOKEN is set. */
   discord: discordSchema.optional(),
+  /**
+   * Sign in with Discord and the member dashboard, served by the relay process; on when the discord
+   * section is present and DISCORD_CLIENT_SECRET and GUILDGATE_SESSION_SECRET are set.
+   */
+  web: webSchema.prefault({}),
 });
 
 type Loose = Record<string, unknown>;
@@ -208,6 +224,7 @@ export type TierConfig = z.infer<typeof tierSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type DiscordConfig = z.infer<typeof discordSchema>;
+export type WebConfig = z.infer<typeof webSchema>;
 
 /** Secrets and deployment switches read from the environment. */
 export interface EnvConfig {
@@ -217,6 +234,10 @@ export interface EnvConfig {
   upstreamKeys: Record<string, string | undefined>;
   /** The bot token (DISCORD_BOT_TOKEN); never logged. */
   discordBotToken: string | undefined;
+  /** OAuth2 client secret of the Discord application (DISCORD_CLIENT_SECRET); never logged. */
+  discordClientSecret: string | undefined;
+  /** Signs session cookies (GUILDGATE_SESSION_SECRET, at least 32 characters); never logged. */
+  sessionSecret: string | undefined;
   logLevel: string;
 }
 

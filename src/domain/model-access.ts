@@ -9,6 +9,11 @@ export function tierAllows(tier: { models: string[] }, model: string): boolean {
   return tier.models.includes('*') || tier.models.includes(model);
 }
 
+/** The first configured chat model a tier may call, for quick-start examples; null when there is none. */
+export function firstChatModel(models: Record<string, ModelEntry>, tier: { models: string[] }): string | null {
+  return Object.entries(models).find(([name, m]) => m.kind === 'chat' && tierAllows(tier, name))?.[0] ?? null;
+}
+
 /** The configured model a request may use, or the error the client gets. */
 export function resolveModel<M extends ModelEntry>(
   models: Record<string, M>,

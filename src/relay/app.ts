@@ -1,6 +1,6 @@
 // The HTTP face for API clients: `createRelayApp(services)` returns an express app without
 // listening, so tests and the process entry mount it the same way.
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError, ServiceUnavailableError } from '../domain/errors.js';
 import type { Services } from '../services.js';
 import { errorMapper, sendError } from './errors.js';
@@ -16,7 +16,13 @@ import { embeddings } from './routes/embeddings.js';
 import { healthz, readyz } from './routes/health.js';
 import { listModels, retrieveModel } from './routes/models.js';
 
-export function createRelayApp(s: Services, opts: { isDraining?: () => boolean } = {}): Express {
+export interface RelayAppOptions {
+  isDraining?: () => boolean;
+  /** Pages served beside the API (the web sign-in and dashboard); they answer every path outside /v1. */
+  web?: RequestHandler;
+}
+
+export function createRelayApp(s: Services, opts: RelayAppOptions = {}): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', s.config.server.trustProxy);
@@ -52,6 +58,7 @@ export function createRelayApp(s: Services, opts: { isDraining?: () => boolean }
     throw new NotFoundError(`Unknown request URL: ${req.method} /v1${req.path}.`, 'unknown_url');
   });
   app.use('/v1', v1);
+  if (opts.web) app.use(opts.web);
   app.use((req) => {
     throw new NotFoundError(`Unknown request URL: ${req.method} ${req.path}.`, 'unknown_url');
   });

@@ -44,6 +44,8 @@ export async function openRedisLimits(url: string, policy: FailurePolicy, log: L
     // Failed-auth counters share the request limiter; their subjects (`ip:`) never collide with keys.
     authFailures: limiters.rate,
     keyEvents: new RedisKeyEvents(client, { log }),
+    /** Shared with the web's session store, which must not outlive `close`. */
+    redis: client,
     async close() {
       await client.quit().catch(() => client.disconnect());
     },
