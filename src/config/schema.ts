@@ -111,8 +111,18 @@ export const configSchema = z.strictObject({
       publicBaseUrl: z.url().optional(),
       /** Largest accepted request body. */
       bodyLimitBytes: positiveInt.default(2 * 1024 * 1024),
-      /** Express `trust proxy` setting: hops to trust for the client IP. */
-      trustProxy: z.union([z.boolean(), z.number().int().min(0)]).default(false),
+      /**
+       * Express `trust proxy`: whose X-Forwarded-For/-Proto to believe (client IP for auth throttling,
+       * https for secure cookies). Default: a proxy on the same host (loopback).
+       */
+      trustProxy: z
+        .union([
+          z.boolean(),
+          z.number().int().min(0),
+          // Express presets and address lists: 'loopback', 'uniquelocal', '10.0.0.0/8, 127.0.0.1'...
+          z.string().regex(/^[\w.:/, -]+$/, 'true, false, a hop count, or addresses/subnets as express accepts them'),
+        ])
+        .default('loopback'),
       /** How long in-flight requests may take to finish on shutdown. */
       shutdownGraceMs: positiveInt.default(15_000),
     })

@@ -1,48 +1,28 @@
-// Sign-in and sign-out routes. The state and PKCE verifier of a sign-in live in the (pre-login)
-// session, are good for one callback only, and the session id changes once the member is known.
-import { randomBytes } from 'node:crypto';
+// Sign-in and sign-out routes. passport-discord (passport.ts) makes the redirect to Discord, keeps
+// its state and PKCE verifier in the (pre-login) session and checks them on the way back; these routes
+// decide what a person sees. A started sign-in is good for one callback only, whatever its outcome, and
+// the session id changes once the member is known.
 import { type Request, type Response, Router } from 'express';
 import { destroy, frameFor, regenerate, type WebDeps } from './context.js';
-import { sameSecret } from './csrf.js';
-import {
-  authorizeUrl,
-  DiscordBusyError,
-  DiscordCallError,
-  exchangeCode,
-  fetchMember,
-  fetchUser,
-  pkcePair,
-  revokeToken,
-} from './discord-oauth.js';
+import { DiscordBusyError, DiscordCallError } from './discord-oauth.js';
 import { noticeAfterSession } from './notice.js';
 import { messagePage } from './pages/message.js';
+import { discordSignIn, OAUTH_SESSION_KEY, type SignedInMember } from './passport.js';
 import { PageError, sendPage } from './respond.js';
-import { SESSION_COOKIE, type WebUser } from './session.js';
+import { SESSION_COOKIE } from './session.js';
 
 /** How long a started sign-in may take on Discord's side. */
 const SIGN_IN_TTL_MS = 10 * 60_000;
 
 const signInAgain = [{ href: '/auth/discord', label: 'Sign in with Discord' }];
 
-/** Who the code belongs to, read with the code's token, which is revoked before this returns. */
-async function identify(d: WebDeps, code: string, verifier: string): Promise<Omit<WebUser, 'signedInAt'>> {
-  const token = await exchangeCode(d.oauth, code, verifier);
-  try {
-    const user = await fetchUser(d.oauth, token);
-    const member = await fetchMember(d.oauth, token);
-    return {
-      discordId: user.id,
-      username: user.username,
-      displayName: user.globalName ?? user.username,
-      member,
-    };
-  } finally {
-    await revokeToken(d.oauth, token).catch((err: Error) =>
-      // Not fatal: the token was never stored and expires by itself. The message holds no token.
-      d.s.log.warn({ reason: err.message }, 'revoking a Discord sign-in token failed'),
-    );
-  }
-}
+const notRecognised = () =>
+  new PageError(
+    400,
+    'Sign-in not recognised',
+    'This answer from Discord does not belong to a sign-in started in this browser, was already used or came too late. Start again.',
+    signInAgain,
+  );
 
 /** What a failed call to Discord means for the person signing in. */
 function discordFailure(d: WebDeps, err: unknown): PageError {
@@ -73,32 +53,27 @@ function discordFailure(d: WebDeps, err: unknown): PageError {
 
 export function authRoutes(d: WebDeps): Router {
   const router = Router();
+  const discord = discordSignIn(d.oauth, d.s.log);
 
-  router.get('/auth/discord', (req, res) => {
-    const { verifier, challenge } = pkcePair();
-    const state = randomBytes(24).toString('base64url');
+  router.get('/auth/discord', (req, res, next) => {
     // `then=create-key`: sent back here by /key/create because the membership facts were too old.
     const purpose = req.query.then === 'create-key' ? 'create-key' : 'sign-in';
-    req.session.oauth = { state, verifier, startedAt: d.s.now().getTime(), purpose };
+    req.session.signIn = { startedAt: d.s.now().getTime(), purpose };
     // A session that is only a sign-in in progress need not outlive it.
     if (!req.session.user) req.session.cookie.maxAge = SIGN_IN_TTL_MS;
-    res.redirect(302, authorizeUrl(d.oauth, state, challenge));
+    discord.start(req, res, next);
   });
 
   router.get('/auth/discord/callback', async (req: Request, res: Response) => {
-    const pending = req.session.oauth;
+    const pending = req.session.signIn;
     // One callback per sign-in, whatever its outcome.
-    delete req.session.oauth;
-    const { state, code, error } = req.query;
+    delete req.session.signIn;
     const fresh = pending && d.s.now().getTime() - pending.startedAt <= SIGN_IN_TTL_MS;
-    if (!pending || !fresh || typeof state !== 'string' || !sameSecret(state, pending.state)) {
-      throw new PageError(
-        400,
-        'Sign-in not recognised',
-        'This answer from Discord does not belong to a sign-in started in this browser, was already used or came too late. Start again.',
-        signInAgain,
-      );
-    }
+    const { code, error } = req.query;
+    const exchangeable = typeof code === 'string' && code !== '' && error === undefined;
+    // passport checks (and spends) its state only on a callback with a code: the others spend it here.
+    if (!fresh || !exchangeable) delete req.session[OAUTH_SESSION_KEY];
+    if (!fresh) throw notRecognised();
     if (error === 'access_denied') {
       const frame = frameFor(req, res, 'You cancelled sign-in');
       return sendPage(
@@ -106,16 +81,19 @@ export function authRoutes(d: WebDeps): Router {
         messagePage(frame, 'You are not signed in. You can sign in whenever you like.', signInAgain),
       );
     }
-    if (typeof error === 'string' || typeof code !== 'string' || code === '') {
+    if (!exchangeable) {
       throw new PageError(400, 'Sign-in failed', 'Discord did not sign you in. Try again.', signInAgain);
     }
-    let who: Omit<WebUser, 'signedInAt'>;
+    let who: SignedInMember | false;
     try {
-      who = await identify(d, code, pending.verifier);
+      who = await discord.finish(req, res);
     } catch (err) {
       throw discordFailure(d, err);
     }
-    // A new session id for the signed-in member: an id planted before sign-in is worth nothing.
+    // passport's state check failed: a wrong, missing or already used state.
+    if (!who) throw notRecognised();
+    // A new session id for the signed-in member: an id planted before sign-in is worth nothing, and
+    // the pre-login session (whatever passport kept in it) is gone with it.
     await regenerate(req);
     req.session.user = { ...who, signedInAt: d.s.now().getTime() };
     if (pending.purpose === 'create-key') {

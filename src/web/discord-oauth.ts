@@ -1,7 +1,7 @@
-// Sign in with Discord, the authorization code flow with PKCE: the authorize URL, then on the way
-// back the code exchange, the two reads the sign-in needs and the token's revocation. No token
-// outlives the callback that got it.
-import { createHash, randomBytes } from 'node:crypto';
+// Sign in with Discord: the settings, and the calls passport does not make. passport-discord (see
+// passport.ts) builds the authorize URL, keeps state and PKCE, and exchanges the code; here are the two
+// reads the sign-in needs with the code's token and the token's revocation, and the rate-limit and
+// timeout policy that passport.ts gives the code exchange too. No token outlives the callback that got it.
 
 export interface OAuthSettings {
   clientId: string;
@@ -16,8 +16,8 @@ export interface OAuthSettings {
 
 export const SCOPES = ['identify', 'guilds.members.read'];
 /** Longest wait for a rate-limited call before giving up with "Discord is busy". */
-const MAX_RETRY_WAIT_MS = 5_000;
-const CALL_TIMEOUT_MS = 10_000;
+export const MAX_RETRY_WAIT_MS = 5_000;
+export const CALL_TIMEOUT_MS = 10_000;
 
 export interface DiscordUser {
   id: string;
@@ -52,33 +52,12 @@ export class DiscordCallError extends Error {
   }
 }
 
-/** A fresh PKCE pair: the verifier stays in the session, the S256 challenge goes to Discord. */
-export function pkcePair(): { verifier: string; challenge: string } {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-}
-
-export function authorizeUrl(s: OAuthSettings, state: string, codeChallenge: string): string {
-  const params = new URLSearchParams({
-    response_type: 'code',
-    client_id: s.clientId,
-    redirect_uri: s.redirectUri,
-    scope: SCOPES.join(' '),
-    state,
-    code_challenge: codeChallenge,
-    code_challenge_method: 'S256',
-    // No consent screen again for someone who already authorized these scopes.
-    prompt: 'none',
-  });
-  // URLSearchParams writes spaces as `+`; Discord's own links use %20.
-  return `${s.authorizeUrl}?${params.toString().replaceAll('+', '%20')}`;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function body(res: Response): Promise<Record<string, unknown>> {
+/** A JSON object body, or `{}` for anything else. */
+export function jsonObject(text: string): Record<string, unknown> {
   try {
-    const parsed: unknown = await res.json();
+    const parsed: unknown = JSON.parse(text);
     return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
   } catch {
     return {};
@@ -86,10 +65,10 @@ async function body(res: Response): Promise<Record<string, unknown>> {
 }
 
 /** Seconds Discord asks us to wait: `retry_after` in the body (a float), else the header. */
-function retryAfter(res: Response, json: Record<string, unknown>): number {
+export function retryAfter(json: Record<string, unknown>, header: string | null): number {
   const fromBody = Number(json.retry_after);
   if (Number.isFinite(fromBody) && fromBody >= 0) return fromBody;
-  const fromHeader = Number(res.headers.get('retry-after'));
+  const fromHeader = Number(header);
   return Number.isFinite(fromHeader) && fromHeader >= 0 ? fromHeader : Number.POSITIVE_INFINITY;
 }
 
@@ -101,18 +80,18 @@ async function call(
 ): Promise<{ status: number; json: Record<string, unknown> }> {
   for (let attempt = 0; ; attempt++) {
     const res = await fetch(url, { ...init, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
-    const json = await body(res);
+    const json = jsonObject(await res.text());
     if (res.status !== 429) {
       if (!res.ok && res.status !== 404) throw new DiscordCallError(what, res.status, errorCode(json));
       return { status: res.status, json };
     }
-    const wait = retryAfter(res, json);
+    const wait = retryAfter(json, res.headers.get('retry-after'));
     if (attempt > 0 || wait * 1000 > MAX_RETRY_WAIT_MS) throw new DiscordBusyError(wait);
     await sleep(wait * 1000);
   }
 }
 
-function errorCode(json: Record<string, unknown>): string | number | undefined {
+export function errorCode(json: Record<string, unknown>): string | number | undefined {
   const code = json.error ?? json.code;
   return typeof code === 'string' || typeof code === 'number' ? code : undefined;
 }
@@ -129,19 +108,6 @@ function form(s: OAuthSettings, fields: Record<string, string>): RequestInit {
     headers: { authorization: clientAuth(s), 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams(fields).toString(),
   };
-}
-
-/** The access token for an authorization code. */
-export async function exchangeCode(s: OAuthSettings, code: string, verifier: string): Promise<string> {
-  const { status, json } = await call(
-    'the token exchange',
-    s.tokenUrl,
-    form(s, { grant_type: 'authorization_code', code, redirect_uri: s.redirectUri, code_verifier: verifier }),
-  );
-  if (status !== 200 || typeof json.access_token !== 'string') {
-    throw new DiscordCallError('the token exchange', status, errorCode(json));
-  }
-  return json.access_token;
 }
 
 const bearer = (token: string): RequestInit => ({ headers: { authorization: `Bearer ${token}` } });

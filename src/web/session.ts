@@ -26,8 +26,10 @@ export interface WebUser {
 
 declare module 'express-session' {
   interface SessionData {
-    /** Between /auth/discord and its callback: the state to compare and the PKCE verifier. */
-    oauth: { state: string; verifier: string; startedAt: number; purpose: 'sign-in' | 'create-key' };
+    /** Between /auth/discord and its callback: when the sign-in started and what for. */
+    signIn: { startedAt: number; purpose: 'sign-in' | 'create-key' };
+    /** Between /auth/discord and its callback: passport-oauth2's state handle and PKCE verifier. */
+    oauth: unknown;
     user: WebUser;
     csrf: string;
     /** A new key, sealed, for the next dashboard only (see key-flash.ts). */

@@ -41,7 +41,12 @@ const MODELS = { 'gpt-4o-mini': { routes: [{ upstream: 'example', model: 'gpt-4o
 describe('defaults', () => {
   it('buildConfig with nothing gives a runnable relay on defaults', () => {
     const cfg = buildConfig(undefined, {}, null);
-    expect(cfg.server).toMatchObject({ host: '127.0.0.1', port: 8080, trustProxy: false, shutdownGraceMs: 15_000 });
+    expect(cfg.server).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      trustProxy: 'loopback',
+      shutdownGraceMs: 15_000,
+    });
     expect(cfg.dataDir).toBe('./data');
     expect(cfg.storage).toEqual({ store: 'auto', limits: 'auto' });
     expect(cfg.limits).toMatchObject({ budgetTimeZone: 'UTC', onStoreFailure: 'open', keyCacheTtlMs: 1000 });

@@ -1,11 +1,9 @@
-// The web's pure helpers: escaping, the usage chart, CSRF comparisons, the authorize URL and PKCE,
-// sealing a new key for its one showing, and gate refusal wording.
-import { createHash } from 'node:crypto';
+// The web's pure helpers: escaping, the usage chart, CSRF comparisons, sealing a new key for its one
+// showing, and gate refusal wording.
 import type { Request } from 'express';
 import { describe, expect, it } from 'vitest';
 import { chartSeries, compact, niceCeiling, usageChart } from '../../src/web/chart.js';
 import { originCheck, sameSecret } from '../../src/web/csrf.js';
-import { authorizeUrl, type OAuthSettings, pkcePair } from '../../src/web/discord-oauth.js';
 import { gateRefusal } from '../../src/web/gate-refusal.js';
 import { html, trusted } from '../../src/web/html.js';
 import { KeySealer } from '../../src/web/key-flash.js';
@@ -88,41 +86,6 @@ describe('csrf helpers', () => {
     const check = originCheck(null);
     expect(check(req({ origin: 'http://127.0.0.1:8080', host: '127.0.0.1:8080' }))).toBe(true);
     expect(check(req({ origin: 'http://evil.example', host: '127.0.0.1:8080' }))).toBe(false);
-  });
-});
-
-describe('authorize URL and PKCE', () => {
-  const settings: OAuthSettings = {
-    clientId: '123456789012345678',
-    clientSecret: 'secret',
-    authorizeUrl: 'https://discord.com/oauth2/authorize',
-    tokenUrl: 'https://discord.com/api/oauth2/token',
-    apiBaseUrl: 'https://discord.com/api',
-    redirectUri: 'https://relay.example/auth/discord/callback',
-    guildId: '223456789012345678',
-  };
-
-  it('pairs a verifier Discord accepts with its S256 challenge, fresh each time', () => {
-    const a = pkcePair();
-    expect(a.verifier).toMatch(/^[A-Za-z0-9._~-]{43,128}$/);
-    expect(a.challenge).toBe(createHash('sha256').update(a.verifier).digest('base64url'));
-    expect(pkcePair().verifier).not.toBe(a.verifier);
-  });
-
-  it('names every parameter of the contract, with scopes separated by %20', () => {
-    const url = authorizeUrl(settings, 'st', 'ch');
-    expect(url.startsWith('https://discord.com/oauth2/authorize?')).toBe(true);
-    expect(url).toContain('scope=identify%20guilds.members.read');
-    expect(Object.fromEntries(new URL(url).searchParams)).toEqual({
-      response_type: 'code',
-      client_id: settings.clientId,
-      redirect_uri: settings.redirectUri,
-      scope: 'identify guilds.members.read',
-      state: 'st',
-      code_challenge: 'ch',
-      code_challenge_method: 'S256',
-      prompt: 'none',
-    });
   });
 });
 
