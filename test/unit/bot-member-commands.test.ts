@@ -5,16 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { commandDefinitions, components, handlers } from '../../bot/commands/index.js';
-import { type BotDeps, type DiscordDirectory, type GuildMember, type Invoker, UserError } from '../../bot/types.js';
+import { type BotDeps, type Invoker, UserError } from '../../bot/types.js';
 import { enter, reserve, settle } from '../../src/app/admission.js';
 import { suspendKey } from '../../src/app/keys.js';
 import { usageSummary } from '../../src/app/usage-summary.js';
 import { buildConfig } from '../../src/config/load.js';
 import { buildServices } from '../../src/container.js';
 import { budgetDay, shiftDay } from '../../src/domain/budget-day.js';
-import type { KeyRecord, UsageRecord } from '../../src/domain/types.js';
+import type { KeyRecord } from '../../src/domain/types.js';
 import { createLogger } from '../../src/logger.js';
 import type { Services } from '../../src/services.js';
+import { discordIdAged, InMemoryDirectory } from '../helpers/discord-directory.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const DAY = 86_400_000;
 const GUILD = '100000000000000001';
@@ -24,46 +26,9 @@ const ROLE_PRO = '200000000000000002';
 const ROLE_TEAM = '200000000000000003';
 const BASE = 'https://relay.example.org';
 
-let seq = 0;
-/** A Discord id whose snowflake dates the account `daysAgo` days back. */
-function discordId(daysAgo = 400): string {
-  seq += 1;
-  return String((BigInt(Date.now() - daysAgo * DAY - 1420070400000) << 22n) + BigInt(seq));
-}
-
-class FakeDirectory implements DiscordDirectory {
-  readonly members = new Map<string, GuildMember>();
-  readonly dms: Array<{ userId: string; content: string }> = [];
-  readonly modLogs: string[] = [];
-  async member(userId: string) {
-    return this.members.get(userId) ?? null;
-  }
-  async isBanned() {
-    return false;
-  }
-  async dm(userId: string, content: string) {
-    this.dms.push({ userId, content });
-    return true;
-  }
-  async modLog(content: string) {
-    this.modLogs.push(content);
-  }
-  /** Adds a member who passes every gate unless told otherwise. */
-  join(userId: string, o: Partial<GuildMember> = {}): string {
-    this.members.set(userId, {
-      userId,
-      roleIds: [ROLE_MEMBER],
-      pending: false,
-      joinedAt: new Date(Date.now() - 30 * DAY),
-      ...o,
-    });
-    return userId;
-  }
-}
-
 let dir: string;
 let services: Services;
-let discord: FakeDirectory;
+let discord: InMemoryDirectory;
 let deps: BotDeps;
 
 beforeEach(async () => {
@@ -93,7 +58,7 @@ beforeEach(async () => {
     },
   };
   services = await buildServices(buildConfig(raw, {}, 'test'), { log: createLogger('silent') });
-  discord = new FakeDirectory();
+  discord = new InMemoryDirectory([ROLE_MEMBER]);
   deps = { services, discord, config: services.config.discord! };
 });
 
@@ -130,20 +95,20 @@ async function liveKeys(userId: string): Promise<KeyRecord[]> {
 
 describe('/key create', () => {
   it('refuses a DM or another server, before asking Discord anything', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     await expect(run('key create', { ...inGuild(id), guildId: null })).rejects.toThrow(/not in a direct message/);
     await expect(run('key create', { ...inGuild(id), guildId: OTHER_GUILD })).rejects.toThrow(UserError);
     expect(await liveKeys(id)).toHaveLength(0);
   });
 
   it.each([
-    ['not a member', () => discordId(), /must be a member of the Discord server/],
-    ['screening pending', () => discord.join(discordId(), { pending: true }), /membership screening/],
-    ['missing role', () => discord.join(discordId(), { roleIds: [] }), new RegExp(`<@&${ROLE_MEMBER}>`)],
-    ['account too new', () => discord.join(discordId(2)), /at least 30 days old\. Try again in 28 days/],
+    ['not a member', () => discordIdAged(), /must be a member of the Discord server/],
+    ['screening pending', () => discord.join(discordIdAged(), { pending: true }), /membership screening/],
+    ['missing role', () => discord.join(discordIdAged(), { roleIds: [] }), new RegExp(`<@&${ROLE_MEMBER}>`)],
+    ['account too new', () => discord.join(discordIdAged(2)), /at least 30 days old\. Try again in 28 days/],
     [
       'member too new',
-      () => discord.join(discordId(), { joinedAt: new Date(Date.now() - DAY) }),
+      () => discord.join(discordIdAged(), { joinedAt: new Date(Date.now() - DAY) }),
       /in the server for 3 days\. Try again in 2 days/,
     ],
   ])('names the failed gate: %s', async (_name, member, message) => {
@@ -153,13 +118,13 @@ describe('/key create', () => {
   });
 
   it('takes membership from Discord, not from the interaction', async () => {
-    const id = discord.join(discordId(), { roleIds: [] });
+    const id = discord.join(discordIdAged(), { roleIds: [] });
     // The interaction claims the role; the REST member says otherwise.
     await expect(run('key create', inGuild(id, [ROLE_MEMBER]))).rejects.toThrow(/You need the role/);
   });
 
   it('shows a working key once, with a quick start; the redacted text keeps only its prefix', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     const { key, content, redacted } = await create(id);
     expect(content.split(key)).toHaveLength(2);
     expect(content.length).toBeLessThanOrEqual(2000);
@@ -179,9 +144,9 @@ describe('/key create', () => {
   });
 
   it('maps roles to tiers in config order, else the default tier', async () => {
-    const both = discord.join(discordId(), { roleIds: [ROLE_MEMBER, ROLE_PRO, ROLE_TEAM] });
-    const pro = discord.join(discordId(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
-    const plain = discord.join(discordId());
+    const both = discord.join(discordIdAged(), { roleIds: [ROLE_MEMBER, ROLE_PRO, ROLE_TEAM] });
+    const pro = discord.join(discordIdAged(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
+    const plain = discord.join(discordIdAged());
     for (const [id, tier] of [
       [both, 'team'],
       [pro, 'pro'],
@@ -193,7 +158,7 @@ describe('/key create', () => {
   });
 
   it('gives one key per member; a second create says to rotate', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     const { key } = await create(id);
     const err = await run('key create', inGuild(id)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
@@ -206,7 +171,7 @@ describe('/key create', () => {
 
 describe('/key show, rotate, revoke', () => {
   it('shows prefix, tier, status and creation time, or how to get a key', async () => {
-    const id = discord.join(discordId(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
+    const id = discord.join(discordIdAged(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
     expect(await run('key show', inGuild(id))).toEqual({
       kind: 'text',
       content: 'You have no key. Use `/key create` to get one.',
@@ -223,7 +188,7 @@ describe('/key show, rotate, revoke', () => {
   });
 
   it('rotate kills the old key at once and shows the new one', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     const old = await create(id);
     expect((await services.verifier.verify(old.key)).ok).toBe(true); // now cached
     const reply = await run('key rotate', inGuild(id));
@@ -237,7 +202,7 @@ describe('/key show, rotate, revoke', () => {
   });
 
   it('revoke by the member ends the key; a suspended key can be neither rotated nor revoked', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     await expect(run('key revoke', inGuild(id))).rejects.toThrow(/no key to revoke/);
     await expect(run('key rotate', inGuild(id))).rejects.toThrow(/no key to rotate/);
     const { key } = await create(id);
@@ -261,29 +226,9 @@ describe('/key show, rotate, revoke', () => {
   });
 });
 
-function usageRecord(
-  r: Partial<UsageRecord> & Pick<UsageRecord, 'discordId' | 'createdAt' | 'chargedTokens'>,
-): UsageRecord {
-  return {
-    requestId: `req_${Math.random().toString(36).slice(2)}`,
-    keyId: 'key_x',
-    model: 'gpt-4o-mini',
-    upstream: 'up',
-    endpoint: 'chat.completions',
-    promptTokens: r.chargedTokens,
-    completionTokens: 0,
-    estimated: false,
-    status: 'ok',
-    httpStatus: 200,
-    latencyMs: 5,
-    stream: false,
-    ...r,
-  };
-}
-
 describe('/usage', () => {
   it('reports the budget ledger exactly: settled plus still reserved tokens', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     const { key } = await create(id);
     const v = await services.verifier.verify(key);
     if (!v.ok) throw new Error(v.code);
@@ -327,7 +272,7 @@ describe('/usage', () => {
   });
 
   it("uses the live key's tier, else the default tier", async () => {
-    const id = discord.join(discordId(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
+    const id = discord.join(discordIdAged(), { roleIds: [ROLE_MEMBER, ROLE_PRO] });
     expect(await usageSummary(services, id, services.now())).toMatchObject({ used: 0, tier: 'free', budget: 10_000 });
     await create(id);
     expect(await usageSummary(services, id, services.now())).toMatchObject({ tier: 'pro', budget: 500_000, rpm: 100 });
@@ -336,7 +281,7 @@ describe('/usage', () => {
 
 describe('/models', () => {
   it("lists only what the member's tier allows, by kind", async () => {
-    const free = discord.join(discordId());
+    const free = discord.join(discordIdAged());
     await create(free);
     const text = async (id: string, roles?: string[]) => {
       const r = await run('models', inGuild(id, roles));
@@ -348,7 +293,7 @@ describe('/models', () => {
     expect(freeText).toContain('**Embeddings:** `text-embedding-3-small`');
     expect(freeText).not.toContain('`gpt-4o`');
     // No key yet: the tier the member's roles would give.
-    const pro = discord.join(discordId());
+    const pro = discord.join(discordIdAged());
     const proText = await text(pro, [ROLE_MEMBER, ROLE_PRO]);
     expect(proText).toContain('**pro** may call (the tier a new key would get)');
     expect(proText).toContain('`gpt-4o`');
@@ -357,7 +302,7 @@ describe('/models', () => {
 
 describe('/privacy', () => {
   it('exports valid JSON without key hashes or keys', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     expect(await run('privacy export', inGuild(id))).toMatchObject({ kind: 'text' });
     const { key } = await create(id);
     const [record] = await liveKeys(id);
@@ -374,7 +319,7 @@ describe('/privacy', () => {
   });
 
   it('deletes everything after the confirm button, and the key stops working', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     const { key } = await create(id);
     const question = await run('privacy delete', inGuild(id));
     expect(question).toMatchObject({ kind: 'confirm', customId: 'privacy-delete-confirm', label: 'Delete my data' });
@@ -397,7 +342,7 @@ describe('/privacy', () => {
   });
 
   it('will not delete the record of a ban (deleting would lift it)', async () => {
-    const id = discord.join(discordId());
+    const id = discord.join(discordIdAged());
     await services.store.ensureUser(id, new Date());
     await services.store.setUserBan(id, { at: new Date(), reason: 'spam' });
     await expect(run('privacy delete', inGuild(id))).rejects.toThrow(/banned/);

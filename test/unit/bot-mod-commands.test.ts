@@ -6,61 +6,24 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { commandDefinitions, handlers } from '../../bot/commands/index.js';
 import { modBan, modKey, modLookup, modStats } from '../../bot/commands/mod.js';
-import { type BotDeps, type DiscordDirectory, type GuildMember, type Invoker, UserError } from '../../bot/types.js';
+import { type BotDeps, type Invoker, UserError } from '../../bot/types.js';
 import { issueKey } from '../../src/app/keys.js';
 import { buildConfig } from '../../src/config/load.js';
 import { buildServices } from '../../src/container.js';
 import { budgetDay } from '../../src/domain/budget-day.js';
-import type { UsageRecord } from '../../src/domain/types.js';
 import { createLogger } from '../../src/logger.js';
 import type { Services } from '../../src/services.js';
+import { discordIdAged, InMemoryDirectory } from '../helpers/discord-directory.js';
+import { usageRecord } from '../helpers/usage.js';
 
-const DAY = 86_400_000;
 const GUILD = '100000000000000001';
 const ROLE_MEMBER = '200000000000000001';
 const ROLE_MOD = '200000000000000005';
 const MOD = '300000000000000001';
 
-let seq = 0;
-/** An old account's Discord id. */
-function discordId(): string {
-  seq += 1;
-  return String((BigInt(Date.now() - 400 * DAY - 1420070400000) << 22n) + BigInt(seq));
-}
-
-class FakeDirectory implements DiscordDirectory {
-  readonly members = new Map<string, GuildMember>();
-  readonly closedDms = new Set<string>();
-  readonly dms: Array<{ userId: string; content: string }> = [];
-  readonly modLogs: string[] = [];
-  async member(userId: string) {
-    return this.members.get(userId) ?? null;
-  }
-  async isBanned() {
-    return false;
-  }
-  async dm(userId: string, content: string) {
-    if (this.closedDms.has(userId)) return false;
-    this.dms.push({ userId, content });
-    return true;
-  }
-  async modLog(content: string) {
-    this.modLogs.push(content);
-  }
-  join(userId: string): string {
-    this.members.set(userId, {
-      userId,
-      roleIds: [ROLE_MEMBER],
-      pending: false,
-      joinedAt: new Date(Date.now() - 30 * DAY),
-    });
-    return userId;
-  }
-}
-
 let dir: string;
 let services: Services;
-let discord: FakeDirectory;
+let discord: InMemoryDirectory;
 let deps: BotDeps;
 
 beforeEach(async () => {
@@ -74,7 +37,7 @@ beforeEach(async () => {
     discord: { applicationId: '100000000000000002', guildId: GUILD, moderatorRoleIds: [ROLE_MOD] },
   };
   services = await buildServices(buildConfig(raw, {}, 'test'), { log: createLogger('silent') });
-  discord = new FakeDirectory();
+  discord = new InMemoryDirectory([ROLE_MEMBER]);
   deps = { services, discord, config: services.config.discord! };
 });
 
@@ -107,7 +70,7 @@ async function text(path: string, invoker: Invoker, opts: Record<string, string 
 
 /** A member holding a key issued the self-service way. */
 async function holder(tier?: string): Promise<{ id: string; key: string; keyId: string; prefix: string }> {
-  const id = discord.join(discordId());
+  const id = discord.join(discordIdAged());
   const r = await issueKey(services.keys, { discordId: id, actor: `discord:${id}`, tier });
   if (!r.ok) throw new Error(r.message);
   return { id, key: r.key, keyId: r.record.id, prefix: r.record.prefix };
@@ -280,7 +243,7 @@ describe('ban', () => {
   });
 
   it('can ban someone who never had a key', async () => {
-    const id = discordId();
+    const id = discordIdAged();
     expect(await text('mod ban', mod(), { user: id, reason: 'known spammer' })).toContain('They had no live key');
     expect((await services.store.getUser(id))?.banReason).toBe('known spammer');
   });
@@ -295,7 +258,7 @@ describe('lookup, stats and context menus', () => {
     expect(reply).toContain('Relay ban: no');
     expect(reply).toContain('Today: 0 / 500,000 tokens (0.0%)');
     expect(reply).not.toContain(h.key);
-    expect(await text('mod lookup', mod(), { user: discordId() })).toContain('Key: none');
+    expect(await text('mod lookup', mod(), { user: discordIdAged() })).toContain('Key: none');
     expect(discord.modLogs).toEqual([]);
     expect(discord.dms).toEqual([]);
   });
@@ -303,23 +266,7 @@ describe('lookup, stats and context menus', () => {
   it("shows today's totals and top users", async () => {
     const [a, b] = [await holder(), await holder()];
     const now = services.now();
-    const rec = (discordId: string, chargedTokens: number): UsageRecord => ({
-      requestId: `req_${Math.random().toString(36).slice(2)}`,
-      keyId: 'key_x',
-      discordId,
-      model: 'gpt-4o-mini',
-      upstream: 'up',
-      endpoint: 'chat.completions',
-      promptTokens: chargedTokens,
-      completionTokens: 0,
-      chargedTokens,
-      estimated: false,
-      status: 'ok',
-      httpStatus: 200,
-      latencyMs: 5,
-      stream: false,
-      createdAt: now,
-    });
+    const rec = (discordId: string, chargedTokens: number) => usageRecord({ discordId, chargedTokens, createdAt: now });
     await services.store.insertUsage([rec(a.id, 100), rec(b.id, 3000), rec(b.id, 500)], (r) =>
       budgetDay(r.createdAt, 'UTC'),
     );

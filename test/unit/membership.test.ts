@@ -7,7 +7,6 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { issueKey, suspendKey } from '../../src/app/keys.js';
 import {
-  type MemberDirectory,
   type MembershipDeps,
   type MembershipPolicy,
   memberBanned,
@@ -20,37 +19,16 @@ import {
 import { buildConfig } from '../../src/config/load.js';
 import { buildServices } from '../../src/container.js';
 import type { Services } from '../../src/services.js';
+import { InMemoryDirectory } from '../helpers/discord-directory.js';
 
 const MEMBER_ROLE = '400000000000000001';
 const SUPPORTER_ROLE = '400000000000000002';
 const BOOSTER_ROLE = '400000000000000003';
 const TIER = { rpm: 10, tokensPerDay: 1000 };
 
-class FakeDirectory implements MemberDirectory {
-  members = new Map<string, { roleIds: string[]; pending: boolean }>();
-  bans = new Set<string>();
-  posts: string[] = [];
-  memberLookups: string[] = [];
-  banLookups: string[] = [];
-  failing = new Set<string>();
-
-  async member(userId: string) {
-    this.memberLookups.push(userId);
-    if (this.failing.has(userId)) throw new Error('Discord is having a moment');
-    return this.members.get(userId) ?? null;
-  }
-  async isBanned(userId: string) {
-    this.banLookups.push(userId);
-    return this.bans.has(userId);
-  }
-  async modLog(content: string) {
-    this.posts.push(content);
-  }
-}
-
 let dir: string;
 let services: Services;
-let discord: FakeDirectory;
+let discord: InMemoryDirectory;
 let deps: MembershipDeps;
 let published: string[];
 let seq = 0;
@@ -71,7 +49,7 @@ beforeEach(async () => {
     tiers: { free: TIER, supporter: TIER, booster: TIER },
   };
   services = await buildServices(buildConfig(raw, {}, 'test'), { log: pino({ level: 'silent' }) });
-  discord = new FakeDirectory();
+  discord = new InMemoryDirectory([MEMBER_ROLE]);
   deps = { keys: services.keys, discord };
   published = [];
   await services.keyEvents.subscribe((h) => published.push(h));
@@ -87,7 +65,7 @@ async function holder(roleIds = [MEMBER_ROLE], tier?: string) {
   const discordId = `30000000000000${String(seq).padStart(4, '0')}`;
   const r = await issueKey(services.keys, { discordId, actor: 'test', tier });
   if (!r.ok) throw new Error(r.message);
-  discord.members.set(discordId, { roleIds, pending: false });
+  discord.join(discordId, { roleIds });
   return { discordId, key: r.key, keyId: r.record.id, hash: r.record.hash, prefix: r.record.prefix };
 }
 
@@ -100,7 +78,7 @@ async function lastAudit(target: string) {
 }
 
 function expectNoSecretsPosted(h: { key: string; prefix: string }) {
-  for (const post of discord.posts) {
+  for (const post of discord.modLogs) {
     expect(post).not.toContain(h.key);
     expect(post).not.toContain(h.prefix);
   }
@@ -114,7 +92,7 @@ describe('memberLeft', () => {
     expect(await lastAudit(h.keyId)).toMatchObject({ action: 'key.suspend', actor: SYNC_ACTOR });
     expect(published).toContain(h.hash);
     expect((await services.verifier.verify(h.key)).ok).toBe(false);
-    expect(discord.posts).toEqual([`Suspended the key of <@${h.discordId}>: left the server.`]);
+    expect(discord.modLogs).toEqual([`Suspended the key of <@${h.discordId}>: left the server.`]);
     expectNoSecretsPosted(h);
   });
 
@@ -123,7 +101,7 @@ describe('memberLeft', () => {
     await suspendKey(services.keys, { keyId: h.keyId, actor: 'cli', reason: 'moderator hold' });
     expect(await memberLeft(deps, h.discordId, 'revoke', SYNC_ACTOR)).toEqual(['revoked']);
     expect(await keyOf(h.keyId)).toMatchObject({ status: 'revoked', statusReason: REASONS.left });
-    expect(discord.posts).toEqual([`Revoked the key of <@${h.discordId}>: left the server.`]);
+    expect(discord.modLogs).toEqual([`Revoked the key of <@${h.discordId}>: left the server.`]);
   });
 
   it('leaves an already suspended key and its reason alone, and ignores users without a key', async () => {
@@ -132,7 +110,7 @@ describe('memberLeft', () => {
     expect(await memberLeft(deps, h.discordId, 'suspend', SYNC_ACTOR)).toEqual([]);
     expect(await keyOf(h.keyId)).toMatchObject({ status: 'suspended', statusReason: 'moderator hold' });
     expect(await memberLeft(deps, '399999999999999999', 'suspend', SYNC_ACTOR)).toEqual([]);
-    expect(discord.posts).toEqual([]);
+    expect(discord.modLogs).toEqual([]);
   });
 });
 
@@ -145,7 +123,7 @@ describe('memberBanned', () => {
     expect(published).toContain(h.hash);
     const again = await issueKey(services.keys, { discordId: h.discordId, actor: 'test' });
     expect(again).toMatchObject({ ok: false, code: 'BANNED' });
-    expect(discord.posts).toEqual([
+    expect(discord.modLogs).toEqual([
       `<@${h.discordId}> was banned from the server: banned from the relay, key revoked.`,
     ]);
     expectNoSecretsPosted(h);
@@ -171,7 +149,7 @@ describe('memberRolesChanged', () => {
     ).toEqual(['restored']);
     expect(await keyOf(h.keyId)).toMatchObject({ status: 'active', statusReason: null });
     expect((await services.verifier.verify(h.key)).ok).toBe(true);
-    expect(discord.posts).toEqual([
+    expect(discord.modLogs).toEqual([
       `Suspended the key of <@${h.discordId}>: missing a required role.`,
       `Restored the key of <@${h.discordId}>: meets the role requirements again.`,
     ]);
@@ -209,7 +187,9 @@ describe('memberRolesChanged', () => {
     expect(await memberRolesChanged(deps, h.discordId, roles(SUPPORTER_ROLE), policy, SYNC_ACTOR)).toEqual([]);
     expect(await memberRolesChanged(deps, h.discordId, roles(), policy, SYNC_ACTOR)).toEqual(['retiered']);
     expect(await keyOf(h.keyId)).toMatchObject({ tier: 'free' });
-    expect(discord.posts.at(-1)).toBe(`Moved the key of <@${h.discordId}> from tier supporter to free: roles changed.`);
+    expect(discord.modLogs.at(-1)).toBe(
+      `Moved the key of <@${h.discordId}> from tier supporter to free: roles changed.`,
+    );
   });
 
   it('leaves tiers alone when no role map is configured', async () => {
@@ -233,9 +213,9 @@ describe('reconcileHolders', () => {
     discord.members.delete(left.discordId);
     discord.members.delete(banned.discordId);
     discord.bans.add(banned.discordId);
-    discord.members.set(lostRole.discordId, { roleIds: [], pending: false });
+    discord.join(lostRole.discordId, { roleIds: [] });
     discord.memberLookups = [];
-    discord.posts = [];
+    discord.modLogs = [];
 
     const report = await reconcileHolders(deps, policy, { actor: SYNC_ACTOR });
 
@@ -251,7 +231,7 @@ describe('reconcileHolders', () => {
     );
     // Bans are only looked up for users who are not members.
     expect(discord.banLookups.sort()).toEqual([left.discordId, banned.discordId].sort());
-    expect(discord.posts).toHaveLength(4);
+    expect(discord.modLogs).toHaveLength(4);
     for (const h of [present, left, banned, lostRole, suspendedByRole]) expectNoSecretsPosted(h);
   });
 
@@ -259,9 +239,9 @@ describe('reconcileHolders', () => {
     const left = await holder();
     discord.members.delete(left.discordId);
     await reconcileHolders(deps, policy, { actor: SYNC_ACTOR });
-    discord.posts = [];
+    discord.modLogs = [];
     expect(await reconcileHolders(deps, policy, { actor: SYNC_ACTOR })).toEqual({ checked: 1, changed: 0, failed: [] });
-    expect(discord.posts).toEqual([]);
+    expect(discord.modLogs).toEqual([]);
   });
 
   it('reports a failed lookup and goes on with the other holders', async () => {

@@ -5,7 +5,7 @@ import { MemoryKeyEvents } from '../../src/adapters/memory/limits.js';
 import { SqliteStore } from '../../src/adapters/sqlite/sqlite-store.js';
 import { budgetHistory, budgetSubject } from '../../src/app/admission.js';
 import { deleteUser } from '../../src/app/users.js';
-import type { UsageRecord } from '../../src/domain/types.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const USER = '300000000000000001';
 const NOW = new Date('2026-11-30T23:30:00Z');
@@ -16,24 +16,8 @@ beforeEach(() => {
 });
 afterEach(() => store.close());
 
-function usage(requestId: string, chargedTokens: number): UsageRecord {
-  return {
-    requestId,
-    keyId: 'key_x',
-    discordId: USER,
-    model: 'gpt-4o-mini',
-    upstream: 'up',
-    endpoint: 'chat.completions',
-    promptTokens: chargedTokens,
-    completionTokens: 0,
-    chargedTokens,
-    estimated: false,
-    status: 'ok',
-    httpStatus: 200,
-    latencyMs: 5,
-    stream: false,
-    createdAt: NOW,
-  };
+function usage(requestId: string, chargedTokens: number) {
+  return usageRecord({ requestId, discordId: USER, chargedTokens, createdAt: NOW });
 }
 
 it("keeps the running days' charged tokens through deletions, and adds usage made after them", async () => {
