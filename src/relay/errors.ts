@@ -25,6 +25,8 @@ export function errorMapper(log: { error(obj: object, msg: string): void }): Err
       return;
     }
     if (err instanceof AppError) return sendError(res, err);
+    const clientError = asClientError(err);
+    if (clientError) return sendError(res, clientError);
     const requestId = String(res.locals.requestId ?? 'unknown');
     log.error({ err, requestId }, 'unhandled error');
     res
@@ -37,4 +39,27 @@ export function errorMapper(log: { error(obj: object, msg: string): void }): Err
         ),
       );
   };
+}
+
+/**
+ * Errors express itself raises for a bad request (a path with malformed percent-encoding is a
+ * URIError, or an error carrying a 4xx `status`): the client's fault, so a 4xx, never a 500.
+ */
+function asClientError(err: unknown): AppError | null {
+  if (err instanceof URIError) {
+    return new AppError('The request URL is not valid: it has malformed percent-encoding.', {
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'invalid_url',
+    });
+  }
+  const status = (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError('The request is not valid.', {
+      status,
+      type: 'invalid_request_error',
+      code: 'invalid_request',
+    });
+  }
+  return null;
 }

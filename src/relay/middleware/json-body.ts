@@ -19,6 +19,37 @@ const notJson = () =>
     'invalid_json',
   );
 
+/**
+ * Deepest nesting of objects and arrays accepted. Real requests (tool schemas included) stay far
+ * below; a deeper body would only overflow the stack of whatever walks it later.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+const tooDeep = () =>
+  new InvalidRequestError(
+    `The JSON body is nested too deeply: at most ${MAX_JSON_DEPTH} levels of objects and arrays.`,
+    null,
+    'invalid_json',
+  );
+
+/** Whether JSON text nests objects/arrays deeper than `max`, scanned before parsing (strings skipped). */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92)
+        i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
 export function jsonBody(limit: number): RequestHandler {
   return (req, _res, next) => {
     if (req.method === 'GET' || req.method === 'HEAD') return next();
@@ -45,8 +76,10 @@ export function jsonBody(limit: number): RequestHandler {
     req.on('end', () => {
       if (failed) return;
       if (size === 0) return next();
+      const text = Buffer.concat(chunks, size).toString('utf8');
+      if (nestsDeeperThan(text, MAX_JSON_DEPTH)) return next(tooDeep());
       try {
-        req.body = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
+        req.body = JSON.parse(text);
       } catch {
         return next(notJson());
       }
