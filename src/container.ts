@@ -44,7 +44,7 @@ interface LimitAdapters {
   close(): Promise<void>;
 }
 
-function storeBackend(cfg: Config): 'sqlite' | 'mongo' {
+export function storeBackend(cfg: Config): 'sqlite' | 'mongo' {
   if (cfg.storage.store === 'auto') return cfg.env.mongodbUri ? 'mongo' : 'sqlite';
   return cfg.storage.store;
 }

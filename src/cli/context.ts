@@ -11,6 +11,9 @@ export const EXIT = { ok: 0, refused: 1, usage: 2, service: 3 } as const;
 /** An expected refusal (unknown key, wrong status, ...): exit code 1 with its message. */
 export class Refused extends Error {}
 
+/** Some health checks failed (already printed): exit code 3 with a one-line summary. */
+export class ChecksFailed extends Error {}
+
 /** A bad argument or option value: exit code 2 with its message. */
 export class UsageError extends Error {}
 

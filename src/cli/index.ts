@@ -5,10 +5,11 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerUsageCommands } from './commands/usage.js';
 import { registerUserCommands } from './commands/users.js';
-import { EXIT, Refused, UsageError } from './context.js';
+import { ChecksFailed, EXIT, Refused, UsageError } from './context.js';
 
 export function buildCli(): Command {
   const program = new Command('guildgate')
@@ -21,6 +22,7 @@ export function buildCli(): Command {
   registerUsageCommands(program);
   registerConfigCommands(program);
   registerDemoCommand(program);
+  registerDoctorCommand(program);
   return program;
 }
 
@@ -39,6 +41,10 @@ export async function runCli(argv: string[]): Promise<number> {
     if (err instanceof Refused) {
       process.stderr.write(`error: ${err.message}\n`);
       return EXIT.refused;
+    }
+    if (err instanceof ChecksFailed) {
+      process.stderr.write(`${err.message}\n`);
+      return EXIT.service;
     }
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
