@@ -1,30 +1,23 @@
 // The operator CLI as a script sees it: `node bin/guildgate.mjs ...` in the repo root, a temp
 // config and data folder, and only stdout, stderr and the exit code to go on. The tests in this file
 // run in order and build on each other's state (one SQLite file). Spawns are kept to about 25.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/adapters/sqlite/sqlite-store.js';
 import { budgetDay } from '../../src/domain/budget-day.js';
 import { hashKey, isWellFormedKey } from '../../src/domain/keys.js';
 import type { UsageRecord } from '../../src/domain/types.js';
+import { type CliRun, runCli } from '../helpers/cli.js';
 
-const REPO = resolve(import.meta.dirname, '../..');
-const SPAWN_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 90_000;
 
 const USER_A = '123456789012345678';
 const USER_B = '223456789012345678';
 const PAST_DAY = '2026-02-03';
 
-interface Run {
-  args: string[];
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 let dir: string;
 let dataDir: string;
@@ -33,30 +26,11 @@ const runs: Run[] = [];
 /** Raw keys printed by issue/rotate, with the run that printed each. */
 const printedKeys: Array<{ key: string; run: Run }> = [];
 
-function cli(args: string[], config = goodConfig): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, GUILDGATE_CONFIG: config, LOG_LEVEL: 'warn' };
-  // Never pick up the machine's shared Redis or a MongoDB: this config is SQLite + memory.
-  delete env.REDIS_URL;
-  delete env.MONGODB_URI;
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['bin/guildgate.mjs', ...args], { cwd: REPO, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-    child.once('error', fail);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      const run = { args, code, stdout, stderr };
-      runs.push(run);
-      done(run);
-    });
-  });
+async function cli(args: string[], config = goodConfig): Promise<Run> {
+  // The config is SQLite + memory: the runner keeps the machine's Redis or MongoDB out.
+  const run = await runCli(args, { GUILDGATE_CONFIG: config });
+  runs.push(run);
+  return run;
 }
 
 function keyIdIn(text: string): string {

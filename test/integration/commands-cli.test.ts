@@ -1,12 +1,11 @@
 // `guildgate commands register` as an operator runs it: a separate process against the fake Discord.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord.js';
+import { runCli } from '../helpers/cli.js';
 
-const REPO = resolve(import.meta.dirname, '../..');
 let fake: FakeDiscord;
 let dir: string;
 
@@ -26,24 +25,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function guildgate(args: string[], token: string | undefined) {
-  const env: NodeJS.ProcessEnv = { ...process.env, GUILDGATE_CONFIG: join(dir, 'guildgate.json') };
-  delete env.REDIS_URL;
-  delete env.MONGODB_URI;
-  delete env.DISCORD_BOT_TOKEN;
-  if (token) env.DISCORD_BOT_TOKEN = token;
-  return new Promise<{ code: number | null; out: string }>((done, fail) => {
-    const child = spawn(process.execPath, ['bin/guildgate.mjs', ...args], { cwd: REPO, env });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d;
-    });
-    child.once('error', fail);
-    child.once('close', (code) => done({ code, out }));
-  });
+async function guildgate(args: string[], token: string | undefined) {
+  const run = await runCli(args, { GUILDGATE_CONFIG: join(dir, 'guildgate.json'), DISCORD_BOT_TOKEN: token });
+  return { code: run.code, out: run.stdout + run.stderr };
 }
 
 it('registers the guild commands, and names what is missing when it cannot', async () => {

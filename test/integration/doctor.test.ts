@@ -1,16 +1,14 @@
 // `guildgate doctor` as an operator runs it: a temp config pointing at fakes, only stdout, stderr
 // and the exit code to go on.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
+import { type CliRun, runCli } from '../helpers/cli.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
 
-const REPO = resolve(import.meta.dirname, '../..');
-const SPAWN_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 60_000;
 
 const PROVIDER_KEY = 'sk-right-provider-key-0123456789';
@@ -24,34 +22,8 @@ let upstream: FakeUpstream;
 let discord: FakeDiscord;
 let redis: RedisServer;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function doctor(config: string, env: Record<string, string>, args: string[] = []): Promise<Run> {
-  const full: NodeJS.ProcessEnv = { ...process.env, GUILDGATE_CONFIG: config, LOG_LEVEL: 'warn', ...env };
-  for (const name of ['REDIS_URL', 'MONGODB_URI', 'DISCORD_BOT_TOKEN', 'DISCORD_CLIENT_SECRET']) {
-    if (!(name in env)) delete full[name];
-  }
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['bin/guildgate.mjs', 'doctor', ...args], { cwd: REPO, env: full });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-    child.once('error', fail);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function doctor(config: string, env: Record<string, string>, args: string[] = []): Promise<CliRun> {
+  return runCli(['doctor', ...args], { GUILDGATE_CONFIG: config, ...env });
 }
 
 function writeConfig(name: string, upstreams: Record<string, { baseUrl: string; apiKeyEnv: string }>): string {
