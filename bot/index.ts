@@ -26,7 +26,7 @@ export interface RunningBot {
   stop(): Promise<void>;
 }
 
-export function membershipPolicy(config: Config): MembershipPolicy {
+function membershipPolicy(config: Config): MembershipPolicy {
   return {
     leavePolicy: config.discord?.leavePolicy ?? 'suspend',
     requiredRoleIds: config.gates.requiredRoleIds,

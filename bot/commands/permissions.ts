@@ -6,7 +6,7 @@ import { type Invoker, UserError } from '../types.js';
 const ADMINISTRATOR = 0x8n;
 const MANAGE_GUILD = 0x20n;
 
-export function isModerator(config: DiscordConfig, invoker: Invoker): boolean {
+function isModerator(config: DiscordConfig, invoker: Invoker): boolean {
   // Permissions in another server say nothing about this one.
   if (invoker.guildId !== config.guildId) return false;
   if (((invoker.permissions ?? 0n) & (ADMINISTRATOR | MANAGE_GUILD)) !== 0n) return true;

@@ -9,12 +9,12 @@ export interface CheckResult {
   warnings?: string[];
 }
 
-export const CHECK_TIMEOUT_MS = 5_000;
+const CHECK_TIMEOUT_MS = 5_000;
 
 class TimedOut extends Error {}
 
 /** Rejects with TimedOut after `ms`; `onLate` gets the value if it arrives after that (to close it). */
-export function withTimeout<T>(work: Promise<T>, ms: number, onLate?: (value: T) => unknown): Promise<T> {
+function withTimeout<T>(work: Promise<T>, ms: number, onLate?: (value: T) => unknown): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   let late = false;
   const timeout = new Promise<never>((_, reject) => {
@@ -35,7 +35,7 @@ export function withTimeout<T>(work: Promise<T>, ms: number, onLate?: (value: T)
 const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** A URL without user name or password, for messages. */
-export function withoutCredentials(url: string): string {
+function withoutCredentials(url: string): string {
   try {
     const u = new URL(url);
     u.username = '';

@@ -167,7 +167,7 @@ async function liveHolders(deps: MembershipDeps): Promise<string[]> {
 }
 
 /** Brings one holder's key in line with what Discord says about them now. */
-export async function syncHolder(
+async function syncHolder(
   deps: MembershipDeps,
   discordId: string,
   policy: MembershipPolicy,

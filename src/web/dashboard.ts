@@ -17,7 +17,7 @@ import type { WebUser } from './session.js';
  * Membership facts older than this are not trusted to create a key: the member signs in again so
  * Discord is asked afresh (the sign-in token was revoked, so there is no other way to ask).
  */
-export const FACTS_MAX_AGE_MS = 10 * 60_000;
+const FACTS_MAX_AGE_MS = 10 * 60_000;
 
 const toDashboard = [{ href: '/dashboard', label: 'Back to your dashboard' }];
 
