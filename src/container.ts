@@ -15,6 +15,7 @@ import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
 import { o200kTokenizer } from './adapters/tokenizer.js';
 import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
 import { budgetHistory, type LimitDeps } from './app/admission.js';
+import { planCostCap } from './app/cost-cap.js';
 import { InFlight } from './app/in-flight.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
@@ -80,7 +81,7 @@ function memoryLimits(history: BudgetHistory): LimitAdapters {
 }
 
 async function openLimits(cfg: Config, backend: 'memory' | 'redis', log: Logger, store: Store): Promise<LimitAdapters> {
-  const history = budgetHistory(store);
+  const history = budgetHistory(store, planCostCap(cfg));
   if (backend === 'memory') return memoryLimits(history);
   const { openRedisLimits } = await import('./adapters/redis/open.js');
   return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log, history);
@@ -126,6 +127,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     calendar: new BudgetCalendar(config.limits.budgetTimeZone),
     now,
     leaseTtlMs: LEASE_TTL_MS,
+    costCap: planCostCap(config),
   };
 
   let closed: Promise<void> | null = null;

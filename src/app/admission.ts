@@ -5,11 +5,23 @@
 //    request can be billed (prompt estimate plus the largest completion it may produce).
 // A request refused by one limit still spends its request/minute point (as a refused request does
 // at OpenAI). Settling replaces the reservation with what the upstream reported and frees the slot.
+// With an operator cost cap, `reserve` also reserves on each cap ledger the model counts against,
+// in the same tick as the member's budget (one pipelined round trip on Redis), and `settle` settles
+// them all; without a cap, admission makes exactly the calls it made before.
 import type { TierConfig } from '../config/schema.js';
 import type { BudgetCalendar } from '../domain/budget-day.js';
+import {
+  CAP_PREFIX,
+  type CapRate,
+  capCost,
+  capLimit,
+  completionAllowance,
+  RelayCapacityError,
+} from '../domain/cost-cap.js';
 import { RateLimitError, ServiceUnavailableError } from '../domain/errors.js';
-import type { ConcurrencyLimiter, RateLimiter, Store, TokenBudget } from '../domain/ports.js';
+import type { BudgetReservation, ConcurrencyLimiter, RateLimiter, Store, TokenBudget } from '../domain/ports.js';
 import type { KeyRecord } from '../domain/types.js';
+import { type CostCapPlan, capHistory } from './cost-cap.js';
 import { chargedBeforeDeletion } from './users.js';
 
 export interface LimitDeps {
@@ -20,6 +32,8 @@ export interface LimitDeps {
   now: () => Date;
   /** A concurrency lease outlives a crashed process by at most this long. */
   leaseTtlMs: number;
+  /** The operator cost cap, when one is configured. */
+  costCap?: CostCapPlan | null;
 }
 
 /** A request that passed the request/minute and concurrency checks and holds a slot. */
@@ -34,6 +48,11 @@ export interface Ticket {
 }
 
 export interface ReserveInput {
+  /**
+   * Public model name: selects its price and primary upstream for the cost cap. Without it a
+   * request counts against the relay's token cap only.
+   */
+  model?: string;
   /** Budget tokens per model token. */
   weight: number;
   /** Upper bound on the prompt tokens. */
@@ -52,8 +71,12 @@ export interface Admission {
   readonly maxCompletionTokens: number;
   /** OpenAI-style x-ratelimit-*-tokens headers. */
   readonly headers: Record<string, string>;
+  /** Cost cap ledgers this request reserved on, settled with the member's budget. */
+  readonly caps: readonly CapRate[];
   settled: boolean;
 }
+
+const NO_CAPS: readonly CapRate[] = [];
 
 /** OpenAI writes reset times like `1s`, `6m0s`, `1h2m3s`. */
 export function formatReset(ms: number): string {
@@ -83,11 +106,17 @@ const DELETION_LOOKBACK = 50;
  */
 export function budgetHistory(
   store: Pick<Store, 'dailyUsage' | 'listAudit'>,
+  costCap?: CostCapPlan | null,
 ): (subject: string, day: string) => Promise<number> {
+  // Cap ledgers are rebuilt from the day's usage of everyone. Bound: usage of members who deleted
+  // their data that day is no longer in the store, so it is not counted again.
+  const capSpent = costCap ? capHistory(store, costCap) : null;
   return async (subject, day) => {
-    if (!subject.startsWith(USER_SUBJECT)) return 0;
-    const discordId = subject.slice(USER_SUBJECT.length);
+    const cap = subject.startsWith(CAP_PREFIX) ? capSpent : null;
+    if (!cap && !subject.startsWith(USER_SUBJECT)) return 0;
     try {
+      if (cap) return await cap(subject, day);
+      const discordId = subject.slice(USER_SUBJECT.length);
       const [rows, audit] = await Promise.all([
         store.dailyUsage({ discordId, fromDay: day, toDay: day }),
         store.listAudit({ target: discordId, limit: DELETION_LOOKBACK }),
@@ -156,7 +185,7 @@ export async function enter(
 
 /** Step 2: reserves the request's largest possible cost. A refusal frees the ticket's slot. */
 export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInput): Promise<Admission> {
-  const { tier } = ticket;
+  const { tier, requestId } = ticket;
   const { weight, promptTokens, completions } = input;
   const now = deps.now();
   const { day, resetAt } = deps.calendar.at(now);
@@ -164,39 +193,79 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
   const cap = Math.min(input.requestedMaxTokens ?? tier.maxTokens, tier.maxTokens);
   const min = Math.ceil(weight * (promptTokens + completions));
   const max = Math.ceil(weight * (promptTokens + cap * completions));
-  let b: Awaited<ReturnType<TokenBudget['reserve']>>;
-  try {
-    b = await deps.budget.reserve({
-      subject: budgetSubject(ticket.key.discordId),
-      day,
-      requestId: ticket.requestId,
-      min,
-      max,
-      limit: tier.tokensPerDay,
-    });
-  } catch (err) {
-    await ticket.release();
-    throw err;
-  }
-  const headers = {
-    'x-ratelimit-limit-tokens': String(b.limit),
-    'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
-    'x-ratelimit-reset-tokens': formatReset(resetMs),
-  };
-  if (!b.ok) {
-    await ticket.release();
-    throw new RateLimitError(
-      `Daily token budget exhausted: ${b.used} of ${b.limit} tokens used today and this request needs at least ${min}. ` +
-        `The budget resets in ${formatReset(resetMs)}.`,
-      'tokens',
-      resetMs / 1000,
-      { ...ticket.headers, ...headers },
+  const caps = deps.costCap?.ratesFor(input.model) ?? NO_CAPS;
+  const subject = budgetSubject(ticket.key.discordId);
+  // All reservations leave in the same tick, so Redis gets them in one pipelined round trip.
+  const pending = [deps.budget.reserve({ subject, day, requestId, min, max, limit: tier.tokensPerDay })];
+  for (const rate of caps) {
+    pending.push(
+      deps.budget.reserve({
+        subject: rate.ledger.subject,
+        day,
+        requestId,
+        min: capCost(rate, weight, promptTokens, completions),
+        max: capCost(rate, weight, promptTokens, cap * completions),
+        limit: capLimit(rate.ledger, tier.capShare),
+      }),
     );
   }
-  const maxCompletionTokens = completions
-    ? Math.max(1, Math.min(cap, Math.floor((b.granted / weight - promptTokens) / completions)))
-    : 0;
-  return { ticket, day, weight, maxCompletionTokens, headers, settled: false };
+  const results = await Promise.allSettled(pending);
+  const b = results[0]!.status === 'fulfilled' ? results[0]!.value : null;
+  const headers: Record<string, string> = b
+    ? {
+        'x-ratelimit-limit-tokens': String(b.limit),
+        'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
+        'x-ratelimit-reset-tokens': formatReset(resetMs),
+      }
+    : {};
+  const refused = results.findIndex((r) => r.status === 'rejected' || !r.value.ok);
+  if (refused !== -1) {
+    // Give back whatever was taken: settling at 0 removes a held reservation.
+    const undo = results.flatMap((r, i) =>
+      r.status === 'fulfilled' && r.value.ok
+        ? [deps.budget.settle({ subject: i ? caps[i - 1]!.ledger.subject : subject, day, requestId, actual: 0 })]
+        : [],
+    );
+    await Promise.allSettled([...undo, ticket.release()]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    if (b && !b.ok) {
+      throw new RateLimitError(
+        `Daily token budget exhausted: ${b.used} of ${b.limit} tokens used today and this request needs at least ${min}. ` +
+          `The budget resets in ${formatReset(resetMs)}.`,
+        'tokens',
+        resetMs / 1000,
+        { ...ticket.headers, ...headers },
+      );
+    }
+    throw capacityError(ticket.key.tier, input.model, caps[refused - 1]!, resetAt, resetMs, ticket.headers);
+  }
+  let allowance = completions ? Math.floor((b!.granted / weight - promptTokens) / completions) : 0;
+  for (let i = 0; completions && i < caps.length; i++) {
+    const granted = (results[i + 1] as PromiseFulfilledResult<BudgetReservation>).value.granted;
+    allowance = Math.min(allowance, completionAllowance(caps[i]!, weight, granted, promptTokens, completions));
+  }
+  const maxCompletionTokens = completions ? Math.max(1, Math.min(cap, allowance)) : 0;
+  return { ticket, day, weight, maxCompletionTokens, headers, caps, settled: false };
+}
+
+/** Names the tier and, for an upstream's cap, the model; never how much was spent. */
+function capacityError(
+  tierName: string | undefined,
+  model: string | undefined,
+  rate: CapRate,
+  resetAt: number,
+  resetMs: number,
+  headers: Record<string, string>,
+): RelayCapacityError {
+  const what = rate.ledger.scope === 'relay' || !model ? '' : ` for model "${model}"`;
+  const tier = tierName ? `the "${tierName}" tier` : 'this tier';
+  return new RelayCapacityError(
+    `The relay's daily capacity${what} for ${tier} is used up. ` +
+      `It resets in ${formatReset(resetMs)} (${new Date(resetAt).toISOString()}).`,
+    resetMs / 1000,
+    headers,
+  );
 }
 
 export interface Used {
@@ -214,16 +283,21 @@ export async function settle(deps: LimitDeps, adm: Admission, used: Used): Promi
   if (adm.settled) return 0;
   adm.settled = true;
   const actual = charge(adm, used);
-  const { ticket } = adm;
-  const [settled] = await Promise.allSettled([
-    deps.budget.settle({
-      subject: budgetSubject(ticket.key.discordId),
-      day: adm.day,
-      requestId: ticket.requestId,
-      actual,
-    }),
+  const { ticket, day } = adm;
+  const { requestId } = ticket;
+  const results = await Promise.allSettled([
+    deps.budget.settle({ subject: budgetSubject(ticket.key.discordId), day, requestId, actual }),
+    ...adm.caps.map((rate) =>
+      deps.budget.settle({
+        subject: rate.ledger.subject,
+        day,
+        requestId,
+        actual: capCost(rate, adm.weight, used.promptTokens, used.completionTokens),
+      }),
+    ),
     ticket.release(),
   ]);
-  if (settled.status === 'rejected') throw settled.reason;
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
   return actual;
 }

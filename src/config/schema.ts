@@ -16,6 +16,8 @@ export const tierSchema = z.strictObject({
   models: z.array(z.string().min(1)).min(1).default(['*']),
   /** Upper bound for `max_tokens`; requests asking for more are clamped to it. */
   maxTokens: positiveInt.default(4096),
+  /** Share of each cost cap this tier may fill (see `costCap`); lower shares are shed first. Default 1. */
+  capShare: z.number().positive().max(1).optional(),
 });
 
 export const upstreamSchema = z.strictObject({
@@ -60,6 +62,31 @@ export const modelSchema = z.strictObject({
    */
   imageTokens: positiveInt.default(1_445),
   ownedBy: z.string().default('guildgate'),
+  /** Provider price in `costCap.currency` per million tokens; required when a currency cap can reach the model. */
+  price: z.strictObject({ inputPerMTokens: z.number().min(0), outputPerMTokens: z.number().min(0) }).optional(),
+});
+
+const capLimitsSchema = z
+  .strictObject({
+    /** Budget tokens (after each model's tokenWeight) per budget day. */
+    tokensPerDay: positiveInt.optional(),
+    /** Currency per budget day, priced with `models.<name>.price`. */
+    currencyPerDay: z.number().positive().optional(),
+  })
+  .refine(
+    (c) => c.tokensPerDay !== undefined || c.currencyPerDay !== undefined,
+    'set tokensPerDay and/or currencyPerDay',
+  );
+
+/** Operator cost cap: daily ceilings for the whole relay and per upstream, shed by tier `capShare`. */
+export const costCapSchema = z.strictObject({
+  currency: z
+    .string()
+    .regex(/^[A-Z]{3}$/, 'an ISO currency code such as USD')
+    .default('USD'),
+  relay: capLimitsSchema.optional(),
+  /** Upstream name → its own caps; a model counts against its primary (first route's) upstream. */
+  upstreams: z.record(name, capLimitsSchema).default({}),
 });
 
 const snowflake = (what: string) => z.string().regex(/^\d{17,20}$/, `a Discord ${what} id`);
@@ -169,6 +196,7 @@ export const configSchema = z.strictObject({
   tiers: z.record(name, tierSchema).default(DEFAULT_TIERS),
   models: z.record(z.string().min(1), modelSchema).default({}),
   upstreams: z.record(name, upstreamSchema).default({}),
+  costCap: costCapSchema.optional(),
   /** The Discord bot; it runs when this section is present and DISCORD_BOT_TOKEN is set. */
   discord: discordSchema.optional(),
   /**
@@ -218,6 +246,7 @@ export function crossReferenceIssues(raw: unknown): Array<{ path: Array<string |
       issues.push({ path: ['discord', 'roleTiers', role], message: `no tier named "${tier}"` });
     }
   }
+  issues.push(...costCapIssues(cfg.costCap, models, upstreams));
   const zone = isObject(cfg.limits) ? cfg.limits.budgetTimeZone : undefined;
   if (typeof zone === 'string') {
     try {
@@ -225,6 +254,37 @@ export function crossReferenceIssues(raw: unknown): Array<{ path: Array<string |
     } catch {
       issues.push({ path: ['limits', 'budgetTimeZone'], message: 'not an IANA time zone' });
     }
+  }
+  return issues;
+}
+
+/** Capped upstreams must exist; a currency cap needs the price of every model that can reach it. */
+function costCapIssues(
+  costCap: unknown,
+  models: Loose,
+  upstreams: Loose,
+): Array<{ path: Array<string | number>; message: string }> {
+  if (!isObject(costCap)) return [];
+  const issues: Array<{ path: Array<string | number>; message: string }> = [];
+  const capped = isObject(costCap.upstreams) ? costCap.upstreams : {};
+  for (const u of Object.keys(capped)) {
+    if (!Object.hasOwn(upstreams, u))
+      issues.push({ path: ['costCap', 'upstreams', u], message: `no upstream named "${u}"` });
+  }
+  const hasCurrency = (l: unknown) => isObject(l) && l.currencyPerDay !== undefined;
+  for (const [model, m] of Object.entries(models)) {
+    if (isObject(m) && m.price !== undefined) continue;
+    const first = isObject(m) && Array.isArray(m.routes) && isObject(m.routes[0]) ? m.routes[0].upstream : undefined;
+    const by = hasCurrency(costCap.relay)
+      ? 'costCap.relay.currencyPerDay'
+      : typeof first === 'string' && Object.hasOwn(capped, first) && hasCurrency(capped[first])
+        ? `costCap.upstreams.${first}.currencyPerDay`
+        : null;
+    if (by)
+      issues.push({
+        path: ['models', model, 'price'],
+        message: `required: ${by} is set and this model counts against it`,
+      });
   }
   return issues;
 }
