@@ -41,7 +41,21 @@ export interface Store {
   dailyUsage(filter: { discordId?: string; fromDay: string; toDay: string }): Promise<DailyUsage[]>;
   /** Users with the most charged tokens on `day`. */
   topUsers(day: string, limit: number): Promise<Array<{ discordId: string; requests: number; chargedTokens: number }>>;
-  /** Deletes request records created before `before`. Returns how many. Aggregates stay. */
+  /** Totals per model on `day` over all users (`users`: how many used the model), sorted by model. */
+  modelTotals(day: string): Promise<
+    Array<{
+      model: string;
+      users: number;
+      requests: number;
+      promptTokens: number;
+      completionTokens: number;
+      chargedTokens: number;
+    }>
+  >;
+  /**
+   * Deletes request records created before `before`, in batches that leave room for other work.
+   * Returns how many. Aggregates stay.
+   */
   purgeUsage(before: Date): Promise<number>;
 
   /** Append-only: there is no update or delete of audit entries. */

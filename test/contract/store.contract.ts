@@ -451,6 +451,79 @@ export function runStoreContract(name: string, open: OpenStore): void {
       });
     });
 
+    describe('usage upkeep and totals', () => {
+      it('purgeUsage clears a backlog bigger than one batch, exactly and only the expired records', async () => {
+        const users = [snowflake(), snowflake(), snowflake()];
+        const base = at('1962-03-01T00:00:00.000Z').getTime();
+        const expired = Array.from({ length: 2_600 }, (_, i) =>
+          makeUsage(users[i % 3]!, { createdAt: new Date(base + i * 1_000) }),
+        );
+        const cutoff = new Date(base + 2_600 * 1_000);
+        const kept = Array.from({ length: 9 }, (_, i) =>
+          makeUsage(users[i % 3]!, { createdAt: new Date(cutoff.getTime() + i) }),
+        );
+        await store.insertUsage([...kept, ...expired], utcDay);
+
+        expect(await store.purgeUsage(cutoff)).toBe(2_600);
+        const left = (await Promise.all(users.map((u) => store.listUsage(u, 10_000)))).flat();
+        expect(left.map((r) => r.requestId).sort()).toEqual(kept.map((r) => r.requestId).sort());
+        expect(await store.purgeUsage(cutoff)).toBe(0);
+      });
+
+      it("modelTotals equals the day's aggregates summed per model in memory, sorted by model", async () => {
+        const day = uniqueDay();
+        const otherDay = uniqueDay();
+        const [u1, u2, u3] = [snowflake(), snowflake(), snowflake()];
+        const rec = (user: string, model: string, prompt: number, completion: number) =>
+          makeUsage(user, {
+            model,
+            promptTokens: prompt,
+            completionTokens: completion,
+            chargedTokens: prompt + 2 * completion,
+          });
+        await store.insertUsage(
+          [
+            rec(u1, 'm-b', 10, 1),
+            rec(u1, 'm-b', 20, 2),
+            rec(u2, 'm-b', 30, 3),
+            rec(u1, 'm-a', 1, 1),
+            rec(u3, 'M-c', 5, 0),
+            rec(u3, 'm-a', 7, 7),
+          ],
+          () => day,
+        );
+        await store.insertUsage([rec(u2, 'm-a', 1_000, 1_000), rec(u2, 'm-z', 1, 1)], () => otherDay);
+
+        // What `guildgate usage today` computed before the database did it.
+        const inMemory = new Map<string, Record<string, number | string>>();
+        for (const r of await store.dailyUsage({ fromDay: day, toDay: day })) {
+          const m = inMemory.get(r.model) ?? {
+            model: r.model,
+            users: 0,
+            requests: 0,
+            promptTokens: 0,
+            completionTokens: 0,
+            chargedTokens: 0,
+          };
+          m.users = (m.users as number) + 1;
+          m.requests = (m.requests as number) + r.requests;
+          m.promptTokens = (m.promptTokens as number) + r.promptTokens;
+          m.completionTokens = (m.completionTokens as number) + r.completionTokens;
+          m.chargedTokens = (m.chargedTokens as number) + r.chargedTokens;
+          inMemory.set(r.model, m);
+        }
+
+        const totals = await store.modelTotals(day);
+        expect(totals).toEqual([...inMemory.values()]);
+        expect(totals).toEqual([
+          { model: 'M-c', users: 1, requests: 1, promptTokens: 5, completionTokens: 0, chargedTokens: 5 },
+          { model: 'm-a', users: 2, requests: 2, promptTokens: 8, completionTokens: 8, chargedTokens: 24 },
+          { model: 'm-b', users: 2, requests: 3, promptTokens: 60, completionTokens: 6, chargedTokens: 72 },
+        ]);
+        expect(await store.modelTotals(uniqueDay())).toEqual([]);
+      });
+    });
+
     describe('deleteUser', () => {
       it('removes the user, their keys, request records and aggregates, but keeps audit entries', async () => {
         const user = snowflake();

@@ -26,6 +26,8 @@ const DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5_000;
 const CONNECT_ATTEMPTS = 3;
 const CONNECT_BACKOFF_MS = 200;
 const DUPLICATE_KEY = 11000;
+/** Request records removed per purge round trip: bounded work per command, as on SQLite. */
+const PURGE_BATCH_DOCS = 1_000;
 const NAMESPACE_NOT_FOUND = 26;
 
 export interface MongoStoreOptions {
@@ -410,9 +412,56 @@ export class MongoStore implements Store {
     return rows.map((r) => ({ discordId: r._id, requests: r.requests, chargedTokens: r.chargedTokens }));
   }
 
+  async modelTotals(day: string): Promise<
+    Array<{
+      model: string;
+      users: number;
+      requests: number;
+      promptTokens: number;
+      completionTokens: number;
+      chargedTokens: number;
+    }>
+  > {
+    // One aggregate per (day, user, model): counting them per model counts the model's users.
+    const rows = await this.m.UsageDaily.aggregate<{
+      _id: string;
+      users: number;
+      requests: number;
+      promptTokens: number;
+      completionTokens: number;
+      chargedTokens: number;
+    }>([
+      { $match: { day } },
+      {
+        $group: {
+          _id: '$model',
+          users: { $sum: 1 },
+          requests: { $sum: '$requests' },
+          promptTokens: { $sum: '$promptTokens' },
+          completionTokens: { $sum: '$completionTokens' },
+          chargedTokens: { $sum: '$chargedTokens' },
+        },
+      },
+      { $sort: { _id: 1 } },
+    ]);
+    return rows.map(({ _id, ...totals }) => ({ model: _id, ...totals }));
+  }
+
   async purgeUsage(before: Date): Promise<number> {
-    const res = await this.m.Usage.deleteMany({ createdAt: { $lt: before } });
-    return res.deletedCount;
+    // Batches by _id rather than one unbounded deleteMany: each command stays short on the server
+    // and a large backlog cannot hold one operation (and its replication) for minutes.
+    let removed = 0;
+    for (;;) {
+      const batch = await this.m.Usage.find({ createdAt: { $lt: before } }, { _id: 1 })
+        .hint(USAGE_TTL_INDEX)
+        .limit(PURGE_BATCH_DOCS)
+        .lean<Array<{ _id: string }>>();
+      if (batch.length === 0) break;
+      const res = await this.m.Usage.deleteMany({ _id: { $in: batch.map((d) => d._id) }, createdAt: { $lt: before } });
+      removed += res.deletedCount;
+      if (batch.length < PURGE_BATCH_DOCS) break;
+    }
+    return removed;
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {

@@ -1,15 +1,29 @@
 // The embedded default Store: one SQLite file via better-sqlite3. Calls are synchronous and fast;
-// the methods are async only because the port is shared with the MongoDB adapter.
+// the methods are async only because the port is shared with the MongoDB adapter. The two slow
+// jobs stay off the event loop's critical path: WAL checkpoints run on a worker thread
+// (checkpoints.ts), and the retention purge deletes in small batches that yield in between.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { LiveKeyExistsError } from '../../domain/errors.js';
 import type { Store } from '../../domain/ports.js';
 import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, KeyStatus, UsageRecord, User } from '../../domain/types.js';
+import { type CheckpointOptions, CheckpointWorker } from './checkpoints.js';
 import { migrate } from './migrations.js';
 
 const DEFAULT_KEY_LIMIT = 100;
 const BUSY_TIMEOUT_MS = 5_000;
+/** Rows per purge statement: a few ms even on a multi-GB store, so requests wait little between batches. */
+const PURGE_BATCH_ROWS = 1_000;
+/** SQLite's own default, restored if the checkpoint worker dies. */
+const DEFAULT_AUTOCHECKPOINT_PAGES = 1_000;
+
+export interface SqliteStoreOptions {
+  /** The WAL checkpoint worker's timing; `false` leaves checkpoints to SQLite (on commit, on this thread). */
+  checkpoints?: CheckpointOptions | false;
+  /** Rows deleted per statement by purgeUsage. */
+  purgeBatchRows?: number;
+}
 
 interface UserRow {
   discord_id: string;
@@ -269,7 +283,16 @@ function prepareStatements(db: Database.Database) {
       `SELECT discord_id AS discordId, SUM(requests) AS requests, SUM(charged_tokens) AS chargedTokens
       FROM usage_daily WHERE day = ? GROUP BY discord_id ORDER BY chargedTokens DESC, discord_id LIMIT ?`,
     ),
-    purgeUsage: db.prepare('DELETE FROM usage_requests WHERE created_at < ?'),
+    // Oldest first through usage_requests_by_time, so each batch reads only the rows it deletes.
+    purgeBatch: db.prepare<[number, number]>(
+      `DELETE FROM usage_requests WHERE rowid IN
+        (SELECT rowid FROM usage_requests WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
+    ),
+    modelTotals: db.prepare<[string], ModelTotals>(
+      `SELECT model, COUNT(*) AS users, SUM(requests) AS requests, SUM(prompt_tokens) AS promptTokens,
+        SUM(completion_tokens) AS completionTokens, SUM(charged_tokens) AS chargedTokens
+      FROM usage_daily WHERE day = ? GROUP BY model ORDER BY model`,
+    ),
     deleteKeysOf: db.prepare('DELETE FROM keys WHERE discord_id = ?'),
     deleteRequestsOf: db.prepare('DELETE FROM usage_requests WHERE discord_id = ?'),
     deleteDailyOf: db.prepare('DELETE FROM usage_daily WHERE discord_id = ?'),
@@ -285,8 +308,13 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
+type ModelTotals = Awaited<ReturnType<Store['modelTotals']>>[number];
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  private readonly checkpoints: CheckpointWorker | null;
+  private readonly purgeBatchRows: number;
+  private closing: Promise<void> | null = null;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listKeysStmt: Record<
     'all' | 'byUser' | 'byStatus' | 'byUserAndStatus',
@@ -295,25 +323,40 @@ export class SqliteStore implements Store {
   private readonly insertUsageTx: (records: UsageRecord[], dayOf: (r: UsageRecord) => string) => void;
   private readonly deleteUserTx: (discordId: string) => { keys: number; usageRecords: number };
 
-  /** Opens (creating if needed) and migrates the database at `file`; `':memory:'` for a throwaway store. */
-  static open(file: string): SqliteStore {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  /**
+   * Opens (creating if needed) and migrates the database at `file`; `':memory:'` for a throwaway
+   * store (no WAL, so no checkpoint worker).
+   */
+  static open(file: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    const inMemory = file === ':memory:';
+    if (!inMemory) mkdirSync(dirname(file), { recursive: true });
     // `timeout` is better-sqlite3's busy_timeout: wait for another writer (CLI, second replica) instead of failing.
     const db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
+    let checkpoints: CheckpointWorker | null = null;
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       migrate(db);
-      return new SqliteStore(db);
+      if (!inMemory && opts.checkpoints !== false) {
+        // A commit no longer copies the WAL back into the database on this thread: the worker does.
+        db.pragma('wal_autocheckpoint = 0');
+        checkpoints = CheckpointWorker.start(file, opts.checkpoints ?? {}, () => {
+          // Without the worker the WAL would grow without bound: checkpoint on commit again.
+          if (db.open) db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
+        });
+      }
+      return new SqliteStore(db, checkpoints, opts.purgeBatchRows ?? PURGE_BATCH_ROWS);
     } catch (err) {
       db.close();
       throw err;
     }
   }
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, checkpoints: CheckpointWorker | null, purgeBatchRows: number) {
     this.db = db;
+    this.checkpoints = checkpoints;
+    this.purgeBatchRows = purgeBatchRows;
     this.stmt = prepareStatements(db);
 
     // One statement per filter shape, so each can use its own index.
@@ -467,8 +510,24 @@ export class SqliteStore implements Store {
     return this.stmt.topUsers.all(day, limit);
   }
 
+  async modelTotals(day: string): Promise<ModelTotals[]> {
+    return this.stmt.modelTotals.all(day);
+  }
+
+  /**
+   * One short DELETE per batch, each its own transaction, with the event loop free in between: a
+   * million expired rows must not hold up requests for seconds. Stops early if the store closes.
+   */
   async purgeUsage(before: Date): Promise<number> {
-    return this.stmt.purgeUsage.run(before.getTime()).changes;
+    const cutoff = before.getTime();
+    let removed = 0;
+    while (this.closing === null) {
+      const n = this.stmt.purgeBatch.run(cutoff, this.purgeBatchRows).changes;
+      removed += n;
+      if (n < this.purgeBatchRows) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return removed;
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
@@ -496,6 +555,11 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    this.closing ??= (async () => {
+      // The worker's connection goes first, so this one is the last and SQLite removes the WAL file.
+      await this.checkpoints?.stop();
+      this.db.close();
+    })();
+    return this.closing;
   }
 }

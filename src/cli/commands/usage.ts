@@ -18,35 +18,8 @@ export function registerUsageCommands(program: Command): void {
     .action(async (opts, cmd: Command) => {
       await withServices(async (s) => {
         const day = dayOption(opts.day, budgetDay(s.now(), s.config.limits.budgetTimeZone));
-        const rows = await s.store.dailyUsage({ fromDay: day, toDay: day });
-        const byModel = new Map<
-          string,
-          {
-            model: string;
-            users: number;
-            requests: number;
-            promptTokens: number;
-            completionTokens: number;
-            chargedTokens: number;
-          }
-        >();
-        for (const r of rows) {
-          const m = byModel.get(r.model) ?? {
-            model: r.model,
-            users: 0,
-            requests: 0,
-            promptTokens: 0,
-            completionTokens: 0,
-            chargedTokens: 0,
-          };
-          m.users += 1;
-          m.requests += r.requests;
-          m.promptTokens += r.promptTokens;
-          m.completionTokens += r.completionTokens;
-          m.chargedTokens += r.chargedTokens;
-          byModel.set(r.model, m);
-        }
-        const list = [...byModel.values()];
+        // Summed and sorted by the database: a busy day has a row per user and model.
+        const list = await s.store.modelTotals(day);
         output(cmd, { day, models: list }, `Usage on ${day}\n${table(list)}`);
       });
     });

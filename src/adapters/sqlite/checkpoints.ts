@@ -1,0 +1,53 @@
+// Starts and stops the WAL checkpoint worker (checkpoint-worker.mjs) for one SQLite file.
+import { Worker } from 'node:worker_threads';
+
+export interface CheckpointOptions {
+  /** How often the worker runs a PASSIVE checkpoint (default 250 ms). */
+  intervalMs?: number;
+  /** After this long without a commit, the WAL file is truncated to zero (default 30 s). */
+  idleMs?: number;
+  /** Past this size, the WAL file is truncated right after the next PASSIVE checkpoint (default 64 MiB). */
+  maxWalBytes?: number;
+}
+
+const DEFAULTS: Required<CheckpointOptions> = { intervalMs: 250, idleMs: 30_000, maxWalBytes: 64 * 1024 * 1024 };
+/** How long the worker's TRUNCATE waits for a writer to finish before trying again on a later tick. */
+const WORKER_BUSY_TIMEOUT_MS = 100;
+
+// Next to this module in src/ and in dist/ alike (the build emits .mjs files as .mjs).
+const WORKER_URL = new URL('./checkpoint-worker.mjs', import.meta.url);
+
+export class CheckpointWorker {
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly exited: Promise<void>,
+  ) {}
+
+  /** `onFailure` runs if the worker dies, so the owner can fall back to checkpointing itself. */
+  static start(file: string, opts: CheckpointOptions, onFailure: (err: unknown) => void): CheckpointWorker {
+    const worker = new Worker(WORKER_URL, {
+      workerData: { ...DEFAULTS, ...opts, file, busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS },
+    });
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const self = new CheckpointWorker(worker, exited);
+    worker.on('error', (err) => {
+      if (self.stopping === null) onFailure(err);
+    });
+    // A store someone forgot to close must not keep the process alive.
+    worker.unref();
+    return self;
+  }
+
+  /** Asks the worker to close its connection and waits until the thread has exited. */
+  stop(): Promise<void> {
+    if (this.stopping === null) {
+      // Referenced again so the process waits for the thread to close its connection.
+      this.worker.ref();
+      this.worker.postMessage('stop');
+      this.stopping = this.exited;
+    }
+    return this.stopping;
+  }
+}
