@@ -23,6 +23,8 @@ import type { Config } from './config/schema.js';
 import { BudgetCalendar } from './domain/budget-day.js';
 import type { ConcurrencyLimiter, KeyEvents, RateLimiter, Store, TokenBudget, Upstream } from './domain/ports.js';
 import { TokenMeter } from './domain/token-estimate.js';
+import { PromMetrics } from './observability/metrics.js';
+import { instrumentUpstream } from './observability/upstream.js';
 import type { Services } from './services.js';
 
 /** Longest a request may hold a concurrency slot if its process dies without releasing it. */
@@ -94,9 +96,20 @@ export interface BuildOptions {
   upstream?: Upstream;
 }
 
+/** Whether this process serves /metrics (on its own listener or behind the token on the main port). */
+export function metricsServed(cfg: Config): boolean {
+  return cfg.metrics.enabled || cfg.env.metricsToken !== undefined;
+}
+
 export async function buildServices(config: Config, opts: BuildOptions): Promise<Services> {
   const { log } = opts;
   const now = opts.now ?? (() => new Date());
+  // Always collected (a few additions per request); process metrics only where someone can read them.
+  const metrics = new PromMetrics({
+    models: Object.keys(config.models),
+    upstreams: Object.keys(config.upstreams),
+    processMetrics: metricsServed(config),
+  });
   const backends = { store: storeBackend(config), limits: limitsBackend(config) };
   const store = await openStore(config, backends.store);
   let limits: LimitAdapters;
@@ -106,7 +119,11 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     await store.close();
     throw err;
   }
-  const upstream = opts.upstream ?? new UndiciUpstream(config.upstreams, config.env.upstreamKeys);
+  limits.redis?.on('error', () => metrics.backendError('redis', 'connection'));
+  const upstream = instrumentUpstream(
+    opts.upstream ?? new UndiciUpstream(config.upstreams, config.env.upstreamKeys),
+    metrics,
+  );
   const verifier = new KeyVerifier(store, config.limits.keyCacheTtlMs, now);
   await verifier.listen(limits.keyEvents);
   const usage = new UsageRecorder(
@@ -117,8 +134,15 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
       timeZone: config.limits.budgetTimeZone,
     },
     log,
+    metrics,
   );
   usage.start();
+  const inflight = new InFlight();
+  metrics.watch({
+    usageQueueDepth: () => usage.pending,
+    requestsInFlight: () => inflight.size,
+    streamsInFlight: () => inflight.streams,
+  });
 
   const limitDeps: LimitDeps = {
     rate: limits.rate,
@@ -143,7 +167,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
       new TokenMeter(o200kTokenizer, { budgetMs: METER_BUDGET_MS, clock: performance.now.bind(performance) }),
     verifier,
     usage,
-    inflight: new InFlight(),
+    inflight,
     authFailures: limits.authFailures,
     limits: limitDeps,
     keys: {
@@ -155,6 +179,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
       gates: config.gates,
     },
     backends,
+    metrics,
     close(deadline = Date.now() + USAGE_FLUSH_MS) {
       closed ??= (async () => {
         await usage.stop(deadline);

@@ -10,6 +10,7 @@ import type { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
 import type { KeyEvents, RateLimiter, Store, Upstream } from './domain/ports.js';
 import type { TokenMeter } from './domain/token-estimate.js';
+import type { PromMetrics } from './observability/metrics.js';
 
 export interface Services {
   config: Config;
@@ -30,6 +31,11 @@ export interface Services {
   authFailures: RateLimiter;
   limits: LimitDeps;
   keys: KeyDeps;
+  /**
+   * Prometheus metrics of this process (its own registry). Callers outside the composition root and
+   * the /metrics endpoints use it through the `Metrics` interface of src/observability/types.ts.
+   */
+  metrics: PromMetrics;
   /** Which backends are in use, for logs and /readyz. */
   backends: { store: 'sqlite' | 'mongo'; limits: 'memory' | 'redis' };
   /** Flushes usage (until `deadline`, epoch ms) and closes every adapter. Idempotent. */

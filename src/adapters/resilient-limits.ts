@@ -22,6 +22,8 @@ export interface FailurePolicyOptions {
   probeAfterMs?: number;
   /** Cap on remembered fallback reservations/leases and on settles/releases waiting for the primary. */
   maxTracked?: number;
+  /** Called for each call the primary failed (its store's fault), e.g. to count them in metrics. */
+  onStoreFailure?: () => void;
 }
 
 type SettleArgs = Parameters<TokenBudget['settle']>[0];
@@ -45,7 +47,7 @@ export function withFailurePolicy(
   const pendingReleases = new PendingCalls<ReleaseArgs>(maxTracked);
   let flushing = false;
 
-  const circuit = new Circuit(opts.probeAfterMs ?? 1_000, log, policy, () => {
+  const circuit = new Circuit(opts.probeAfterMs ?? 1_000, log, policy, opts.onStoreFailure, () => {
     log.info(
       {
         pendingSettles: pendingSettles.size,
@@ -188,6 +190,7 @@ class Circuit {
     private readonly probeAfterMs: number,
     private readonly log: LimitsLog,
     private readonly policy: FailurePolicy,
+    private readonly onFailure: (() => void) | undefined,
     private readonly onRecovered: () => void,
   ) {}
 
@@ -205,6 +208,7 @@ class Circuit {
       return { ok: true, value };
     } catch (err) {
       if (!isStoreFailure(err)) throw err;
+      this.onFailure?.();
       this.#lastCause = err;
       this.#retryAt = Date.now() + this.probeAfterMs;
       if (!this.#down) {

@@ -3,6 +3,7 @@
 import { BudgetCalendar } from '../domain/budget-day.js';
 import type { Store } from '../domain/ports.js';
 import type { UsageRecord } from '../domain/types.js';
+import type { Metrics } from '../observability/types.js';
 
 interface Log {
   error(obj: object, msg: string): void;
@@ -24,6 +25,7 @@ export class UsageRecorder {
     private readonly store: Store,
     private readonly opts: { batchSize: number; flushIntervalMs: number; timeZone: string },
     private readonly log: Log,
+    private readonly metrics: Pick<Metrics, 'relayed' | 'backendError' | 'usageDropped'>,
   ) {
     const calendar = new BudgetCalendar(opts.timeZone);
     this.dayOf = (r) => calendar.at(r.createdAt).day;
@@ -34,13 +36,21 @@ export class UsageRecorder {
     this.timer.unref();
   }
 
+  /** Records waiting to be written (read when metrics are scraped). */
+  get pending(): number {
+    return this.queue.length;
+  }
+
   record(r: UsageRecord): void {
+    // Every relayed request passes here exactly once: the one place requests and tokens are counted.
+    this.metrics.relayed(r);
     this.queue.push(r);
     if (this.queue.length > MAX_QUEUED) {
       // Drop a tenth at once, so a long outage does not pay an O(n) splice per request.
       const drop = Math.ceil(MAX_QUEUED / 10);
       this.queue.splice(0, drop);
       this.dropped += drop;
+      this.metrics.usageDropped(drop);
     }
     if (this.queue.length >= this.opts.batchSize) void this.flush();
   }
@@ -59,6 +69,7 @@ export class UsageRecorder {
       try {
         await this.store.insertUsage(batch, this.dayOf);
       } catch (err) {
+        this.metrics.backendError('store', 'usage_write');
         if (!this.failing) this.log.error({ err, pending: this.queue.length }, 'usage write failed; will retry');
         this.failing = true;
         return;

@@ -89,6 +89,13 @@ export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string
   if (discordClientSecret && (sessionSecret?.length ?? 0) < 32) {
     problems.push('GUILDGATE_SESSION_SECRET: the web sign-in needs it, at least 32 random characters');
   }
+  const metricsToken = env.GUILDGATE_METRICS_TOKEN || undefined;
+  if (metricsToken && metricsToken.length < 32) {
+    problems.push('GUILDGATE_METRICS_TOKEN: at least 32 random characters (e.g. `openssl rand -base64 32`)');
+  }
+  if (file.metrics.enabled && file.server.port !== 0 && isSameAddress(file.metrics.listen, file.server)) {
+    problems.push("metrics.listen: is the relay's own address (server.host:server.port); pick another port");
+  }
   if (problems.length) throw new ConfigError(source, problems);
 
   const host = file.server.host.includes(':') ? `[${file.server.host}]` : file.server.host;
@@ -101,11 +108,23 @@ export function buildConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string
       discordBotToken,
       discordClientSecret,
       sessionSecret,
+      metricsToken,
       logLevel: env.LOG_LEVEL || 'info',
     },
     source,
     publicBaseUrl: (file.server.publicBaseUrl ?? `http://${host}:${file.server.port}`).replace(/\/+$/, ''),
   };
+}
+
+/** Splits a validated `metrics.listen` (`host:port`, `[::1]:9464` for IPv6). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const at = listen.lastIndexOf(':');
+  return { host: listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(at + 1)) };
+}
+
+function isSameAddress(listen: string, server: { host: string; port: number }): boolean {
+  const { host, port } = parseListen(listen);
+  return port === server.port && host === server.host;
 }
 
 /**
@@ -153,6 +172,11 @@ export function configWarnings(cfg: Config): string[] {
     notes.push('No models configured: /v1/models is empty and every model answers 404.');
   if (cfg.discord && !cfg.env.discordBotToken) {
     notes.push('A discord section is configured but DISCORD_BOT_TOKEN is not set: the bot does not run.');
+  }
+  if (cfg.metrics.enabled && !cfg.env.metricsToken && !/^(127\.|\[::1\]:|localhost:)/.test(cfg.metrics.listen)) {
+    notes.push(
+      `metrics.listen (${cfg.metrics.listen}) is not a loopback address and GUILDGATE_METRICS_TOKEN is not set: anyone who reaches it can read the metrics.`,
+    );
   }
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     if (u.apiKeyEnv && !cfg.env.upstreamKeys[name]) {

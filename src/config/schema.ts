@@ -125,6 +125,24 @@ export const webSchema = z.strictObject({
   pagesDir: z.string().optional(),
 });
 
+/** `host:port`, IPv6 hosts in brackets: where the metrics listener binds. */
+const LISTEN = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+export const metricsSchema = z.strictObject({
+  /**
+   * Serve GET /metrics on a listener of its own at `listen`. Off by default: an extra port nobody
+   * asked for would clash between replicas on one host, and is unreachable from other containers on
+   * loopback anyway. GUILDGATE_METRICS_TOKEN serves it on the main port instead (or as well).
+   */
+  enabled: z.boolean().default(false),
+  /** Loopback by default: only this host (a node exporter's Prometheus, a sidecar) can scrape it. */
+  listen: z
+    .string()
+    .regex(LISTEN, 'host:port, e.g. 127.0.0.1:9464 or [::1]:9464')
+    .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535')
+    .default('127.0.0.1:9464'),
+});
+
 const DEFAULT_TIERS = {
   free: { rpm: 20, maxConcurrent: 2, tokensPerDay: 100_000, models: ['*'], maxTokens: 4096 },
 };
@@ -204,6 +222,8 @@ export const configSchema = z.strictObject({
    * section is present and DISCORD_CLIENT_SECRET and GUILDGATE_SESSION_SECRET are set.
    */
   web: webSchema.prefault({}),
+  /** Prometheus metrics (GET /metrics); see also GUILDGATE_METRICS_TOKEN. */
+  metrics: metricsSchema.prefault({}),
 });
 
 type Loose = Record<string, unknown>;
@@ -295,6 +315,7 @@ export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type ModelConfig = z.infer<typeof modelSchema>;
 export type DiscordConfig = z.infer<typeof discordSchema>;
 export type WebConfig = z.infer<typeof webSchema>;
+export type MetricsConfig = z.infer<typeof metricsSchema>;
 
 /** Secrets and deployment switches read from the environment. */
 export interface EnvConfig {
@@ -308,6 +329,8 @@ export interface EnvConfig {
   discordClientSecret: string | undefined;
   /** Signs session cookies (GUILDGATE_SESSION_SECRET, at least 32 characters); never logged. */
   sessionSecret: string | undefined;
+  /** Bearer token that enables GET /metrics on the main port (GUILDGATE_METRICS_TOKEN); never logged. */
+  metricsToken: string | undefined;
   logLevel: string;
 }
 

@@ -2,6 +2,7 @@
 // listening, so tests and the process entry mount it the same way.
 import express, { type Express, type RequestHandler } from 'express';
 import { NotFoundError, ServiceUnavailableError } from '../domain/errors.js';
+import { metricsRoute } from '../observability/endpoint.js';
 import type { Services } from '../services.js';
 import { errorMapper, sendError } from './errors.js';
 import { accessLog } from './middleware/access-log.js';
@@ -28,10 +29,12 @@ export function createRelayApp(s: Services, opts: RelayAppOptions = {}): Express
   app.set('trust proxy', s.config.server.trustProxy);
   app.set('etag', false);
   app.use(requestId);
-  app.use(accessLog(s.log));
+  app.use(accessLog(s.log, s.metrics));
   const isDraining = opts.isDraining ?? (() => false);
   app.get('/healthz', healthz);
   app.get('/readyz', readyz(s, isDraining));
+  // Only behind its token; without one, /metrics is served on `metrics.listen` or not at all.
+  if (s.config.env.metricsToken) app.get('/metrics', metricsRoute(s.metrics, s.config.env.metricsToken));
   app.use((_req, res, next) => {
     if (!isDraining()) return next();
     // Shutting down: refuse new work on connections that are still open, and close them.

@@ -11,7 +11,17 @@ export function errorBody(message: string, type: string, code: string | null, pa
   return { error: { message, type, param, code } };
 }
 
+/**
+ * The relay's own refusals: client errors (auth, limits, budget, invalid input) and the 503s it
+ * decides on (limiter or store unavailable, shutting down). Upstream failures (502/504) are not.
+ */
+function isRefusal(status: number): boolean {
+  return status < 500 || status === 503;
+}
+
 export function sendError(res: Response, err: AppError): void {
+  // Counted by the access log when the response closes (metrics: refusals by reason).
+  if (isRefusal(err.status)) res.locals.refusal = err.code;
   res
     .set(err.headers)
     .status(err.status)
