@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { ConfigError, configWarnings, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './logger.js';
+import { type MetricsListener, startMetricsListener } from './observability/endpoint.js';
 import { startRelay } from './server.js';
 import type { Services } from './services.js';
 
@@ -40,6 +41,17 @@ async function start(opts: ProcessOptions): Promise<void> {
   }
 
   const relay = await startRelay(config, { log });
+  // Before the relay announces itself: a metrics port that cannot be bound fails the start.
+  let metrics: MetricsListener | null = null;
+  if (config.metrics.enabled) {
+    try {
+      metrics = await startMetricsListener(relay.services.metrics, config.metrics.listen, config.env.metricsToken);
+    } catch (err) {
+      await relay.stop();
+      throw err;
+    }
+    log.info({ url: `${metrics.url}/metrics` }, 'metrics listening');
+  }
   log.info(
     { url: relay.url, publicBaseUrl: config.publicBaseUrl, backends: relay.services.backends, config: config.source },
     'guildgate relay listening',
@@ -49,6 +61,7 @@ async function start(opts: ProcessOptions): Promise<void> {
     companion = (await opts.companion?.(relay.services, log)) ?? null;
   } catch (err) {
     await relay.stop();
+    await metrics?.close();
     throw err;
   }
 
@@ -60,6 +73,8 @@ async function start(opts: ProcessOptions): Promise<void> {
         ?.stop()
         .catch((err: Error) => log.error({ reason: err.message }, 'stopping the companion failed'));
       await relay.stop();
+      // Last, so the drain can be watched until the end.
+      await metrics?.close();
     })().then(
       () => process.exit(0),
       (err) => {
