@@ -1,6 +1,6 @@
 // Runs the relay over HTTP with graceful shutdown: stop accepting, let in-flight requests finish up
 // to the grace deadline, flush usage, close the store.
-import type { Server } from 'node:http';
+import { createServer, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { scheduleRetention } from './app/retention.js';
@@ -11,6 +11,25 @@ import { createRelayApp } from './relay/app.js';
 import type { Services } from './services.js';
 import { webEnabled } from './web/enabled.js';
 import type { Web } from './web/index.js';
+
+/**
+ * Limits on what a client may take from the HTTP server before the app sees a request. A client
+ * that dribbles its headers (slowloris) or its body holds a socket and its buffers, so both are
+ * timed out; Node answers 408 and closes. Relayed answers are not affected: the request timeout
+ * ends once the request is fully received, however long the stream that follows.
+ */
+export const HTTP_LIMITS = {
+  /** Headers must be complete this long after a request starts (Node's default: 60 s). */
+  headersTimeout: 15_000,
+  /** The whole request, body included (Node's default: 300 s); a 2 MB body needs ~35 kB/s. */
+  requestTimeout: 60_000,
+  /** How often those two are checked (Node's default: 30 s, which would let them overrun by as much). */
+  connectionsCheckingInterval: 1_000,
+  /** Bytes of request line and headers; more gets a bare 431 (Node's default, stated). */
+  maxHeaderSize: 16 * 1024,
+  /** Above common load balancers' idle timeouts (60 s), so they never reuse a socket we just closed. */
+  keepAliveTimeout: 65_000,
+} as const satisfies ServerOptions;
 
 export interface RunningRelay {
   services: Services;
@@ -36,7 +55,8 @@ export async function startRelay(
   }
   let draining = false;
   const app = createRelayApp(services, { isDraining: () => draining, web: web?.router });
-  const server = app.listen(config.server.port, config.server.host);
+  const server = createServer(HTTP_LIMITS, app);
+  server.listen(config.server.port, config.server.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -45,7 +65,6 @@ export async function startRelay(
     await services.close();
     throw err;
   });
-  server.keepAliveTimeout = 65_000;
 
   const stopRetention = scheduleRetention(services.store, config.usage.retentionDays, services.now, services.log);
 

@@ -19,6 +19,27 @@ const notJson = () =>
     'invalid_json',
   );
 
+// Bodies are read as they arrive, never decompressed: a compressed body (or one merely labelled
+// so) must not be read as plain JSON, and inflating would let a small request become a huge one.
+const unsupportedEncoding = () =>
+  new AppError('Content-Encoding is not supported: send the JSON body uncompressed.', {
+    status: 415,
+    type: 'invalid_request_error',
+    code: 'unsupported_content_encoding',
+  });
+
+// The client aborted, timed out (Node answers 408 itself) or sent malformed chunks: its fault, not an
+// error of ours to log; whatever we answer goes nowhere or is refused by the closed socket.
+const unreadable = (cause: unknown) =>
+  new AppError('The request body could not be read: the connection failed before it was complete.', {
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'invalid_body',
+    cause,
+  });
+
+const IDENTITY = /^\s*identity\s*$/i;
+
 /**
  * Deepest nesting of objects and arrays accepted. Real requests (tool schemas included) stay far
  * below; a deeper body would only overflow the stack of whatever walks it later.
@@ -53,6 +74,11 @@ export function nestsDeeperThan(text: string, max: number): boolean {
 export function jsonBody(limit: number): RequestHandler {
   return (req, _res, next) => {
     if (req.method === 'GET' || req.method === 'HEAD') return next();
+    const encoding = req.headers['content-encoding'];
+    if (encoding !== undefined && !IDENTITY.test(encoding)) {
+      req.resume();
+      return next(unsupportedEncoding());
+    }
     const declared = Number(req.headers['content-length']);
     if (declared > limit) {
       // Drain without keeping it, so the connection can answer.
@@ -88,7 +114,7 @@ export function jsonBody(limit: number): RequestHandler {
     req.on('error', (err) => {
       if (!failed) {
         failed = true;
-        next(err);
+        next(unreadable(err));
       }
     });
   };
