@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerCostCommand } from './commands/cost.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerKeyCommands } from './commands/keys.js';
@@ -20,6 +21,7 @@ export function buildCli(): Command {
   registerKeyCommands(program);
   registerUserCommands(program);
   registerUsageCommands(program);
+  registerCostCommand(program);
   registerConfigCommands(program);
   registerDemoCommand(program);
   registerDoctorCommand(program);

@@ -1,18 +1,26 @@
 // The operator cost cap over HTTP: a real relay (SQLite, in-process limits, an injected clock) in
 // front of the fake upstream, called with the official `openai` client. A low-share tier gets the
-// capacity error while a higher tier is still served; the next budget day serves it again.
-import { mkdtempSync, rmSync } from 'node:fs';
+// capacity error while a higher tier is still served; the next budget day serves it again. Then
+// `guildgate cost` as a script runs it, on a SQLite file holding today's usage.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRedis, waitForReady } from '../../src/adapters/redis/client.js';
+import { RedisTokenBudget } from '../../src/adapters/redis/limits.js';
+import { SqliteStore } from '../../src/adapters/sqlite/sqlite-store.js';
 import { issueKey } from '../../src/app/keys.js';
 import { buildConfig } from '../../src/config/load.js';
+import { budgetDay } from '../../src/domain/budget-day.js';
 import { createLogger } from '../../src/logger.js';
 import { type RunningRelay, startRelay } from '../../src/server.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
+import { runCli } from '../helpers/cli.js';
+import { startRedis } from '../helpers/redis-server.js';
 import { newDiscordId } from '../helpers/relay.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const CAP = 1000;
 const clock = { now: new Date('2030-06-01T12:00:00Z') };
@@ -94,5 +102,135 @@ describe('cost cap over HTTP', () => {
     clock.now = new Date('2030-06-02T00:00:01Z');
     const next = await ask(free, 5);
     expect(next.choices[0]?.message.content).toBeTruthy();
+  });
+});
+
+describe('guildgate cost', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gg-costcli-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  function configFile(name: string, extra: Record<string, unknown>): string {
+    const file = join(dir, name);
+    const tier = { rpm: 10, tokensPerDay: 100_000 };
+    const cfg = {
+      dataDir: join(dir, 'data'),
+      storage: { store: 'sqlite', limits: 'memory' },
+      tiers: { free: { ...tier, capShare: 0.5 }, staff: tier },
+      upstreams: { alpha: { baseUrl: 'https://a.example/v1' }, beta: { baseUrl: 'https://b.example/v1' } },
+      models: {
+        cheap: { routes: [{ upstream: 'alpha', model: 'c' }], price: { inputPerMTokens: 1, outputPerMTokens: 2 } },
+        premium: {
+          routes: [{ upstream: 'beta', model: 'p' }],
+          tokenWeight: 3,
+          price: { inputPerMTokens: 10, outputPerMTokens: 30 },
+        },
+      },
+      ...extra,
+    };
+    writeFileSync(file, JSON.stringify(cfg));
+    return file;
+  }
+
+  it("shows today's spend against each cap, the tier shares and which tiers are shed", async () => {
+    const capped = configFile('capped.json', {
+      costCap: { relay: { tokensPerDay: 1000, currencyPerDay: 0.01 }, upstreams: { beta: { tokensPerDay: 200 } } },
+    });
+    const store = SqliteStore.open(join(dir, 'data', 'guildgate.db'));
+    const now = new Date();
+    await store.insertUsage(
+      [
+        usageRecord({ discordId: newDiscordId(), model: 'cheap', createdAt: now, chargedTokens: 600 }),
+        usageRecord({
+          discordId: newDiscordId(),
+          model: 'premium',
+          createdAt: now,
+          promptTokens: 50,
+          completionTokens: 50,
+          chargedTokens: 300,
+        }),
+      ],
+      (r) => budgetDay(r.createdAt, 'UTC'),
+    );
+    await store.close();
+
+    const [asJson, asText] = await Promise.all([
+      runCli(['cost', '--json'], { GUILDGATE_CONFIG: capped }),
+      runCli(['cost'], { GUILDGATE_CONFIG: capped }),
+    ]);
+    expect(asJson.code, asJson.stderr).toBe(0);
+    const data = JSON.parse(asJson.stdout);
+    expect(data.day).toBe(budgetDay(now, 'UTC'));
+    expect(data.source).toBe('usage records');
+    expect(data.ledgers).toEqual([
+      { scope: 'relay', unit: 'tokens', cap: 1000, spent: 900, recorded: 900, live: null },
+      // 600 × 1 + (50 × 10 + 50 × 30) millionths.
+      { scope: 'relay', unit: 'currency', cap: 0.01, spent: 0.0026, recorded: 0.0026, live: null },
+      { scope: 'upstream:beta', unit: 'tokens', cap: 200, spent: 300, recorded: 300, live: null },
+    ]);
+    expect(data.tiers).toEqual([
+      { tier: 'free', capShare: 0.5, shedOn: ['relay tokens', 'upstream:beta tokens'] },
+      { tier: 'staff', capShare: 1, shedOn: ['upstream:beta tokens'] },
+    ]);
+
+    expect(asText.code, asText.stderr).toBe(0);
+    const lines = asText.stdout.split('\n').map((l) => l.replace(/\s+/g, ' ').trim());
+    expect(lines[0]).toMatch(/^Cost cap on \d{4}-\d{2}-\d{2} \(resets in .+\); spend from usage records$/);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'cap spent of used',
+        'relay tokens 900 1000 90.0%',
+        'relay currency 0.0026 USD 0.01 USD 26.0%',
+        'upstream:beta tokens 300 200 150.0%',
+        'tier share refused',
+        'free 0.5 on relay tokens, upstream:beta tokens',
+        'staff 1 on upstream:beta tokens',
+      ]),
+    );
+  });
+
+  it('with Redis, counts what the shared ledgers hold beyond the records (requests in flight)', async () => {
+    const redis = await startRedis();
+    const client = createRedis(redis.url);
+    try {
+      await waitForReady(client, 10_000);
+      const day = budgetDay(new Date(), 'UTC');
+      // A replica holds a reservation not yet settled: 950 on the relay's token ledger.
+      await new RedisTokenBudget(client).reserve({
+        subject: 'cap:tokens:relay',
+        day,
+        requestId: 'req_inflight',
+        min: 950,
+        max: 950,
+        limit: 1000,
+      });
+      const withRedis = configFile('redis.json', {
+        storage: { store: 'sqlite', limits: 'redis' },
+        costCap: { relay: { tokensPerDay: 1000 } },
+      });
+      const run = await runCli(['cost', '--json'], { GUILDGATE_CONFIG: withRedis, REDIS_URL: redis.url });
+      expect(run.code, run.stderr).toBe(0);
+      const data = JSON.parse(run.stdout);
+      expect(data.source).toBe('redis ledgers and usage records');
+      // The records of the test above say 900; the ledger knows 950.
+      expect(data.ledgers).toEqual([
+        { scope: 'relay', unit: 'tokens', cap: 1000, spent: 950, recorded: 900, live: 950 },
+      ]);
+      expect(data.tiers).toEqual([
+        { tier: 'free', capShare: 0.5, shedOn: ['relay tokens'] },
+        { tier: 'staff', capShare: 1, shedOn: [] },
+      ]);
+    } finally {
+      client.disconnect();
+      await redis.stop();
+    }
+  });
+
+  it('says so when no cap is configured', async () => {
+    const run = await runCli(['cost'], { GUILDGATE_CONFIG: configFile('plain.json', {}) });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toBe('No cost cap configured (see costCap in the config).\n');
   });
 });
