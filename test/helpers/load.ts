@@ -145,6 +145,11 @@ export function startLoad(o: LoadOptions): Load {
       } else if (!isSse) {
         JSON.parse(await res.body.text());
         shot.complete = true;
+      } else if (abortAfter === 0) {
+        // Gone as soon as the head arrived, before any event.
+        shot.clientAborted = true;
+        controller.abort();
+        await res.body.text().catch(() => {});
       } else {
         let pending = '';
         for await (const chunk of res.body) {
