@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
 import {
   type BudgetHistory,
   MemoryConcurrencyLimiter,
@@ -15,7 +16,7 @@ import { SqliteStore } from './adapters/sqlite/sqlite-store.js';
 import { o200kTokenizer } from './adapters/tokenizer.js';
 import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
 import { budgetHistory, type LimitDeps } from './app/admission.js';
-import { planCostCap } from './app/cost-cap.js';
+import { inUnit, ledgerSpend, planCostCap } from './app/cost-cap.js';
 import { InFlight } from './app/in-flight.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
@@ -153,6 +154,27 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     leaseTtlMs: LEASE_TTL_MS,
     costCap: planCostCap(config),
   };
+  if (limitDeps.costCap) {
+    const read = ledgerSpend(limitDeps.costCap, limits.budget, limitDeps.calendar, now);
+    new Gauge({
+      name: 'guildgate_cost_cap_spent',
+      help: "Today's spend on each cost cap (budget tokens, or costCap.currency) by scope and unit; the cap is in guildgate_cost_cap_limit.",
+      labelNames: ['scope', 'unit'],
+      registers: [metrics.registry],
+      async collect() {
+        // A limiter that cannot answer keeps the last values rather than failing the whole scrape.
+        const spend = await read().catch(() => []);
+        for (const l of spend) this.set({ scope: l.scope, unit: l.unit }, l.spent);
+      },
+    });
+    const cap = new Gauge({
+      name: 'guildgate_cost_cap_limit',
+      help: 'Each cost cap per budget day, by scope and unit.',
+      labelNames: ['scope', 'unit'],
+      registers: [metrics.registry],
+    });
+    for (const l of limitDeps.costCap.ledgers) cap.set({ scope: l.scope, unit: l.unit }, inUnit(l, l.perDay));
+  }
 
   let closed: Promise<void> | null = null;
   return {

@@ -5,8 +5,9 @@
 // Failover to a later route is rare (connect errors, 5xx, 429 before the first byte) and is charged
 // to the primary too, so live ledgers and a day rebuilt from records agree.
 import type { FileConfig } from '../config/schema.js';
+import type { BudgetCalendar } from '../domain/budget-day.js';
 import { type CapLedger, type CapRate, type CapUnit, capSubject, MICRO } from '../domain/cost-cap.js';
-import type { Store } from '../domain/ports.js';
+import type { Store, TokenBudget } from '../domain/ports.js';
 import type { DailyUsage } from '../domain/types.js';
 
 export interface CostCapPlan {
@@ -98,5 +99,36 @@ export function capHistory(
       pending.set(day, spend);
     }
     return (await spend).get(subject) ?? 0;
+  };
+}
+
+export interface LedgerSpend {
+  scope: string;
+  unit: CapUnit;
+  /** Today's spend (reservations in flight included), in budget tokens or in the currency. */
+  spent: number;
+  /** The cap in the same unit. */
+  cap: number;
+}
+
+/** A ledger amount in its operator-facing unit: budget tokens, or the currency (not millionths). */
+export const inUnit = (l: CapLedger, v: number): number => (l.unit === 'currency' ? v / MICRO : v);
+
+/** Reads today's spend on every ledger from the limiter (for metrics, when they are scraped). */
+export function ledgerSpend(
+  plan: CostCapPlan,
+  budget: Pick<TokenBudget, 'used'>,
+  calendar: BudgetCalendar,
+  now: () => Date,
+): () => Promise<LedgerSpend[]> {
+  return async () => {
+    const { day } = calendar.at(now());
+    const used = await Promise.all(plan.ledgers.map((l) => budget.used(l.subject, day)));
+    return plan.ledgers.map((l, i) => ({
+      scope: l.scope,
+      unit: l.unit,
+      spent: inUnit(l, used[i]!),
+      cap: inUnit(l, l.perDay),
+    }));
   };
 }

@@ -99,6 +99,13 @@ describe('cost cap over HTTP', () => {
     // The top tier may use the whole cap.
     await expect(ask(staff, 5)).resolves.toBeDefined();
 
+    // Metrics show the ledger as the limiter holds it, and the cap.
+    const spent = await relay.services.limits.budget.used('cap:tokens:relay', '2030-06-01');
+    expect(spent).toBeGreaterThan(CAP / 2);
+    const { body } = await relay.services.metrics.scrape();
+    expect(body).toContain(`guildgate_cost_cap_spent{scope="relay",unit="tokens"} ${spent}\n`);
+    expect(body).toContain(`guildgate_cost_cap_limit{scope="relay",unit="tokens"} ${CAP}\n`);
+
     clock.now = new Date('2030-06-02T00:00:01Z');
     const next = await ask(free, 5);
     expect(next.choices[0]?.message.content).toBeTruthy();

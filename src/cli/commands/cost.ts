@@ -2,14 +2,14 @@
 // the relay is refusing right now.
 import type { Command } from 'commander';
 import { formatReset } from '../../app/admission.js';
-import { planCostCap, spendFromUsage } from '../../app/cost-cap.js';
+import { inUnit, planCostCap, spendFromUsage } from '../../app/cost-cap.js';
 import { BudgetCalendar } from '../../domain/budget-day.js';
-import { type CapLedger, capLimit, MICRO } from '../../domain/cost-cap.js';
+import { type CapLedger, capLimit } from '../../domain/cost-cap.js';
 import { output, table, withServices } from '../context.js';
 
 function amount(ledger: CapLedger, units: number, currency: string): string {
   // Whole millionths at most: small spends stay visible (0.0026 USD rather than 0.00).
-  return ledger.unit === 'tokens' ? String(units) : `${Number((units / MICRO).toFixed(6))} ${currency}`;
+  return ledger.unit === 'tokens' ? String(units) : `${Number(inUnit(ledger, units).toFixed(6))} ${currency}`;
 }
 
 export function registerCostCommand(program: Command): void {
@@ -52,11 +52,10 @@ export function registerCostCommand(program: Command): void {
           ledgers: ledgers.map(({ ledger, spent, recorded, live }) => ({
             scope: ledger.scope,
             unit: ledger.unit,
-            // Currency amounts in the currency, not the ledger's millionths.
-            cap: ledger.unit === 'currency' ? ledger.perDay / MICRO : ledger.perDay,
-            spent: ledger.unit === 'currency' ? spent / MICRO : spent,
-            recorded: ledger.unit === 'currency' ? recorded / MICRO : recorded,
-            live: live === null ? null : ledger.unit === 'currency' ? live / MICRO : live,
+            cap: inUnit(ledger, ledger.perDay),
+            spent: inUnit(ledger, spent),
+            recorded: inUnit(ledger, recorded),
+            live: live === null ? null : inUnit(ledger, live),
           })),
           tiers,
         };
