@@ -2,6 +2,7 @@
 // "other"), cells drain into prom-client exactly, the token check, the config section, and the
 // counting hooks of InFlight and the limiter failure policy. Values are read back through
 // prom-client's own registry (structured), not by matching text.
+import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
 import { withFailurePolicy } from '../../src/adapters/resilient-limits.js';
@@ -128,6 +129,34 @@ describe('cells and scrape-time values', () => {
     a.refusal('invalid_api_key');
     expect(await samples(a, 'guildgate_refusals_total')).toHaveLength(1);
     expect(await samples(b, 'guildgate_refusals_total')).toHaveLength(0);
+  });
+});
+
+describe('upstream latency histogram', () => {
+  it('writes exactly what a prom-client histogram with the same observations writes', async () => {
+    const m = metrics();
+    const reference = new Registry();
+    const h = new Histogram({
+      name: 'guildgate_upstream_latency_seconds',
+      help: 'Time from sending a request upstream to its response headers, by upstream.',
+      labelNames: ['upstream'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
+      registers: [reference],
+    });
+    for (const [upstream, seconds] of [
+      ['primary', 0.03],
+      ['primary', 0.05],
+      ['primary', 0.2],
+      ['primary', 7.5],
+      ['primary', 500],
+      ['other', 1],
+    ] as const) {
+      m.upstreamResponse(upstream === 'other' ? 'unknown-upstream' : upstream, 200, seconds);
+      h.observe({ upstream }, seconds);
+    }
+    expect(await m.registry.getSingleMetricAsString('guildgate_upstream_latency_seconds')).toBe(
+      await reference.getSingleMetricAsString('guildgate_upstream_latency_seconds'),
+    );
   });
 });
 
