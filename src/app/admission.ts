@@ -105,7 +105,7 @@ const DELETION_LOOKBACK = 50;
  * empty, a process restarted) rebuilds the day.
  */
 export function budgetHistory(
-  store: Pick<Store, 'dailyUsage' | 'listAudit'>,
+  store: Pick<Store, 'dailyUsage' | 'listAudit' | 'modelTotals'>,
   costCap?: CostCapPlan | null,
 ): (subject: string, day: string) => Promise<number> {
   // Cap ledgers are rebuilt from the day's usage of everyone. Bound: usage of members who deleted

@@ -8,7 +8,6 @@ import type { FileConfig } from '../config/schema.js';
 import type { BudgetCalendar } from '../domain/budget-day.js';
 import { type CapLedger, type CapRate, type CapUnit, capSubject, MICRO } from '../domain/cost-cap.js';
 import type { Store, TokenBudget } from '../domain/ports.js';
-import type { DailyUsage } from '../domain/types.js';
 
 export interface CostCapPlan {
   /** ISO code the currency caps and prices are in (display only). */
@@ -63,10 +62,12 @@ export function planCostCap(cfg: CapConfig): CostCapPlan | null {
   };
 }
 
-/** Each ledger's spend according to a day's usage aggregates (ledger units, rounded up). */
+type ModelTotals = Awaited<ReturnType<Store['modelTotals']>>[number];
+
+/** Each ledger's spend according to a day's totals per model (ledger units, rounded up). */
 export function spendFromUsage(
   plan: CostCapPlan,
-  rows: ReadonlyArray<Pick<DailyUsage, 'model' | 'promptTokens' | 'completionTokens' | 'chargedTokens'>>,
+  rows: ReadonlyArray<Pick<ModelTotals, 'model' | 'promptTokens' | 'completionTokens' | 'chargedTokens'>>,
 ): Map<string, number> {
   const exact = new Map<string, number>(plan.ledgers.map((l) => [l.subject, 0]));
   for (const r of rows) {
@@ -85,7 +86,7 @@ export function spendFromUsage(
  * is rebuilt from the same rows, so concurrent rebuilds of one day share one query.
  */
 export function capHistory(
-  store: Pick<Store, 'dailyUsage'>,
+  store: Pick<Store, 'modelTotals'>,
   plan: CostCapPlan,
 ): (subject: string, day: string) => Promise<number> {
   const pending = new Map<string, Promise<Map<string, number>>>();
@@ -93,7 +94,7 @@ export function capHistory(
     let spend = pending.get(day);
     if (!spend) {
       spend = store
-        .dailyUsage({ fromDay: day, toDay: day })
+        .modelTotals(day)
         .then((rows) => spendFromUsage(plan, rows))
         .finally(() => pending.delete(day));
       pending.set(day, spend);

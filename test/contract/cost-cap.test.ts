@@ -97,12 +97,13 @@ function runCostCapContract(name: string, backend: () => Backend): void {
           (r) => budgetDay(r.createdAt, 'UTC'),
         );
         let queries = 0;
-        const counted: Pick<Store, 'dailyUsage' | 'listAudit'> = {
-          dailyUsage: (f) => {
-            queries++;
-            return store.dailyUsage(f);
-          },
+        const counted: Pick<Store, 'dailyUsage' | 'listAudit' | 'modelTotals'> = {
+          dailyUsage: (f) => store.dailyUsage(f),
           listAudit: (f) => store.listAudit(f),
+          modelTotals: (d) => {
+            queries++;
+            return store.modelTotals(d);
+          },
         };
         const be = backend();
         await be.loseEverything();

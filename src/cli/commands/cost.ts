@@ -25,7 +25,7 @@ export function registerCostCommand(program: Command): void {
           output(cmd, { day, ledgers: [], tiers: [] }, 'No cost cap configured (see costCap in the config).');
           return;
         }
-        const recorded = spendFromUsage(plan, await s.store.dailyUsage({ fromDay: day, toDay: day }));
+        const recorded = spendFromUsage(plan, await s.store.modelTotals(day));
         // Redis ledgers are shared by every replica and include requests in flight; an in-process
         // limiter belongs to the relay process, so this process can only read the records.
         const live =
