@@ -285,6 +285,20 @@ describe('the separate metrics listener of a relay process', () => {
     expect(await relay.stop()).toEqual({ code: 0, signal: null });
   });
 
+  it('with GUILDGATE_METRICS_TOKEN the listener wants it too, and the main port serves it as well', async () => {
+    const relay = await group.relay(folder(config('127.0.0.1:0')), {
+      LOG_LEVEL: 'info',
+      GUILDGATE_METRICS_TOKEN: TOKEN,
+    });
+    const url = String((await relay.waitForLog('metrics listening')).url);
+    expect((await get(url)).status).toBe(401);
+    expect((await get(url, 'wrong-token')).status).toBe(401);
+    expect((await get(url, TOKEN)).status).toBe(200);
+    expect((await get(`${relay.url}/metrics`, TOKEN)).status).toBe(200);
+    expect(relay.output()).not.toContain(TOKEN);
+    expect(await relay.stop()).toEqual({ code: 0, signal: null });
+  });
+
   it('a port that cannot be bound stops the start, naming metrics.listen', async () => {
     const blocker = createServer();
     blocker.listen(0, '127.0.0.1');
