@@ -251,17 +251,16 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
 
 /** Names the tier and, for an upstream's cap, the model; never how much was spent. */
 function capacityError(
-  tierName: string | undefined,
+  tierName: string,
   model: string | undefined,
   rate: CapRate,
   resetAt: number,
   resetMs: number,
   headers: Record<string, string>,
 ): RelayCapacityError {
-  const what = rate.ledger.scope === 'relay' || !model ? '' : ` for model "${model}"`;
-  const tier = tierName ? `the "${tierName}" tier` : 'this tier';
+  const onModel = rate.ledger.scope === 'relay' || !model ? '' : ` on model "${model}"`;
   return new RelayCapacityError(
-    `The relay's daily capacity${what} for ${tier} is used up. ` +
+    `The relay's daily capacity for the "${tierName}" tier${onModel} is used up. ` +
       `It resets in ${formatReset(resetMs)} (${new Date(resetAt).toISOString()}).`,
     resetMs / 1000,
     headers,

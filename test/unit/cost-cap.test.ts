@@ -218,7 +218,7 @@ describe('cost cap: reserve and settle', () => {
     await settle(deps, big, { promptTokens: 95, completionTokens: 5 });
     expect(await ledger.used('cap:tokens:upstream:beta', DAY)).toBe(100);
     const err = await capacityRefusal(admit(deps, 'staff', { model: 'premium', prompt: 1, maxTokens: 1 }));
-    expect(err.message).toMatch(/^The relay's daily capacity for model "premium" for the "staff" tier is used up\./);
+    expect(err.message).toMatch(/^The relay's daily capacity for the "staff" tier on model "premium" is used up\./);
     // Another model, primary on another upstream, is not affected (premium's fallback route does not count).
     await expect(admit(deps, 'staff', { model: 'cheap', prompt: 500, maxTokens: 5 })).resolves.toBeDefined();
     expect(await ledger.used('cap:tokens:upstream:alpha', DAY)).toBe(0);
