@@ -62,8 +62,11 @@ afterEach(async () => {
 });
 
 describe('retention purge', () => {
-  it('deletes exactly the expired rows in batches, letting other callbacks run in between', async () => {
-    const store = open({ purgeBatchRows: 10 });
+  it.each([
+    ['pacing itself on the checkpoint worker', {}],
+    ['with no checkpoint worker', { checkpoints: false as const }],
+  ])('deletes exactly the expired rows in batches, letting other callbacks run in between (%s)', async (_, opts) => {
+    const store = open({ ...opts, purgeBatchRows: 10 });
     const expired = Array.from({ length: 35 }, (_, i) => record(`user${i % 4}`, NOW - 100 * DAY_MS + i));
     const kept = Array.from({ length: 12 }, (_, i) => record(`user${i % 4}`, NOW - DAY_MS + i));
     // The cutoff itself is not expired: only strictly older rows go.

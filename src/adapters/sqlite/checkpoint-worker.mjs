@@ -54,10 +54,20 @@ function loop() {
 }
 
 parentPort.on('message', (msg) => {
-  if (msg !== 'stop') return;
-  clearTimeout(timer);
-  db.close();
-  parentPort.close();
+  if (msg === 'stop') {
+    clearTimeout(timer);
+    db.close();
+    parentPort.close();
+    return;
+  }
+  // { checkpoint: id }: a PASSIVE checkpoint now, for a writer pacing itself (the retention purge).
+  let result = { busy: 1, log: -1, checkpointed: -1 };
+  try {
+    result = passive.get();
+  } catch (err) {
+    if (!(err instanceof Database.SqliteError && err.code.startsWith('SQLITE_BUSY'))) throw err;
+  }
+  parentPort.postMessage({ id: msg.checkpoint, ...result });
 });
 
 timer = setTimeout(loop, intervalMs);

@@ -19,11 +19,23 @@ const WORKER_URL = new URL('./checkpoint-worker.mjs', import.meta.url);
 
 export class CheckpointWorker {
   private stopping: Promise<void> | null = null;
+  private nextId = 0;
+  private readonly pending = new Map<number, () => void>();
 
   private constructor(
     private readonly worker: Worker,
     private readonly exited: Promise<void>,
-  ) {}
+  ) {
+    worker.on('message', (msg: { id: number }) => {
+      this.pending.get(msg.id)?.();
+      this.pending.delete(msg.id);
+    });
+    // A worker that is gone answers nobody: release whoever waits.
+    void exited.then(() => {
+      for (const done of this.pending.values()) done();
+      this.pending.clear();
+    });
+  }
 
   /** `onFailure` runs if the worker dies, so the owner can fall back to checkpointing itself. */
   static start(file: string, opts: CheckpointOptions, onFailure: (err: unknown) => void): CheckpointWorker {
@@ -38,6 +50,20 @@ export class CheckpointWorker {
     // A store someone forgot to close must not keep the process alive.
     worker.unref();
     return self;
+  }
+
+  /**
+   * Resolves once the worker has run a PASSIVE checkpoint, copying what is in the WAL back into
+   * the database; a writer that waits for it before writing again lets SQLite start the WAL over
+   * instead of growing it. Resolves at once when the worker is stopping or gone.
+   */
+  checkpoint(): Promise<void> {
+    if (this.stopping !== null) return Promise.resolve();
+    const id = this.nextId++;
+    return new Promise<void>((resolve) => {
+      this.pending.set(id, resolve);
+      this.worker.postMessage({ checkpoint: id });
+    });
   }
 
   /** Asks the worker to close its connection and waits until the thread has exited. */

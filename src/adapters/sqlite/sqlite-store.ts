@@ -13,8 +13,11 @@ import { migrate } from './migrations.js';
 
 const DEFAULT_KEY_LIMIT = 100;
 const BUSY_TIMEOUT_MS = 5_000;
-/** Rows per purge statement: a few ms even on a multi-GB store, so requests wait little between batches. */
-const PURGE_BATCH_ROWS = 1_000;
+/**
+ * Rows per purge statement. Each row touches a page of usage_requests_by_user somewhere in the
+ * index, so a batch dirties about this many pages: small enough for a few ms on a multi-GB store.
+ */
+const PURGE_BATCH_ROWS = 500;
 /** SQLite's own default, restored if the checkpoint worker dies. */
 const DEFAULT_AUTOCHECKPOINT_PAGES = 1_000;
 
@@ -525,7 +528,10 @@ export class SqliteStore implements Store {
       const n = this.stmt.purgeBatch.run(cutoff, this.purgeBatchRows).changes;
       removed += n;
       if (n < this.purgeBatchRows) break;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // Back-to-back batches would outrun the checkpointer and grow the WAL by every page each one
+      // rewrites (1 GB for a million rows). Waiting for a checkpoint keeps it about one batch long.
+      if (this.checkpoints) await this.checkpoints.checkpoint();
+      else await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return removed;
   }
