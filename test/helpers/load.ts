@@ -60,6 +60,8 @@ export interface LoadOptions {
 export interface Load {
   seed: number;
   shots: Shot[];
+  /** ms since the load started, on the clock of `Shot.started` / `Shot.ended`. */
+  elapsed(): number;
   /** Workers finish the request they are in and stop. */
   stop(): void;
   /** Resolves with every shot once all workers stopped. */
@@ -206,6 +208,7 @@ export function startLoad(o: LoadOptions): Load {
   return {
     seed,
     shots,
+    elapsed: () => performance.now() - t0,
     stop: () => {
       stopped = true;
     },
