@@ -7,7 +7,7 @@ import { scheduleRetention } from './app/retention.js';
 import type { Config } from './config/schema.js';
 import { buildServices } from './container.js';
 import type { Upstream } from './domain/ports.js';
-import { createRelayApp } from './relay/app.js';
+import { createRelayListener } from './relay/app.js';
 import type { Services } from './services.js';
 import { webEnabled } from './web/enabled.js';
 import type { Web } from './web/index.js';
@@ -54,8 +54,8 @@ export async function startRelay(
     });
   }
   let draining = false;
-  const app = createRelayApp(services, { isDraining: () => draining, web: web?.router });
-  const server = createServer(HTTP_LIMITS, app);
+  const listener = createRelayListener(services, { isDraining: () => draining, web: web?.router });
+  const server = createServer(HTTP_LIMITS, listener);
   server.listen(config.server.port, config.server.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

@@ -48,11 +48,8 @@ export interface Ticket {
 }
 
 export interface ReserveInput {
-  /**
-   * Public model name: selects its price and primary upstream for the cost cap. Without it a
-   * request counts against the relay's token cap only.
-   */
-  model?: string;
+  /** Public model name: selects its price and primary upstream for the cost cap. */
+  model: string;
   /** Budget tokens per model token. */
   weight: number;
   /** Upper bound on the prompt tokens. */

@@ -14,10 +14,10 @@ export interface CostCapPlan {
   readonly currency: string;
   readonly ledgers: readonly CapLedger[];
   /**
-   * Ledgers a request for `model` counts against. An unknown or missing model counts against the
+   * Ledgers a request for `model` counts against. A model without a price or route counts against the
    * relay's token ledger only (its price and upstream are unknown).
    */
-  ratesFor(model: string | undefined): readonly CapRate[];
+  ratesFor(model: string): readonly CapRate[];
 }
 
 type CapConfig = Pick<FileConfig, 'costCap' | 'models'>;
@@ -58,7 +58,7 @@ export function planCostCap(cfg: CapConfig): CostCapPlan | null {
   return {
     currency: cap.currency,
     ledgers,
-    ratesFor: (model) => (model !== undefined && rates.get(model)) || fallback,
+    ratesFor: (model) => rates.get(model) ?? fallback,
   };
 }
 

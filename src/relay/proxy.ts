@@ -2,7 +2,7 @@
 // received; SSE is forwarded event by event as it arrives. Whatever happens (success, upstream
 // error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
 // record is written.
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { type Admission, charge, reserve, settle, type Ticket } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import type { ModelConfig } from '../config/schema.js';
@@ -12,7 +12,9 @@ import { SseParser } from '../domain/sse.js';
 import type { TokenMeter } from '../domain/token-estimate.js';
 import type { UsageRecord, UsageStatus } from '../domain/types.js';
 import type { Services } from '../services.js';
-import { errorBody, sendError } from './errors.js';
+import type { Exchange } from './api/exchange.js';
+import { writeError, writeJson } from './api/respond.js';
+import { errorBody } from './errors.js';
 
 export interface RelayCall {
   endpoint: UsageRecord['endpoint'];
@@ -133,7 +135,8 @@ function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> 
 }
 
 /** Maps a non-2xx upstream answer to what the client gets. 4xx bodies pass through in OpenAI shape. */
-async function relayUpstreamError(s: Services, res: Response, r: UpstreamResponse, upstream: string): Promise<number> {
+async function relayUpstreamError(s: Services, x: Exchange, r: UpstreamResponse, upstream: string): Promise<number> {
+  const { res } = x;
   const raw = await readAll(r.body).catch(() => Buffer.alloc(0));
   const json = parseObject(raw.toString('utf8'));
   const err = json?.error as Record<string, unknown> | undefined;
@@ -141,77 +144,82 @@ async function relayUpstreamError(s: Services, res: Response, r: UpstreamRespons
   if (r.status === 401 || r.status === 403 || r.status >= 500) {
     // The provider's words stay in our logs: a 401/403 is about the operator's provider key (its
     // message may quote part of it), not the member's relay key, and 5xx texts are internals.
-    s.log.warn(
-      { requestId: res.locals.requestId, upstream, status: r.status, code: err?.code },
-      'upstream refused or failed',
-    );
+    s.log.warn({ requestId: x.requestId, upstream, status: r.status, code: err?.code }, 'upstream refused or failed');
   }
   if (r.status === 401 || r.status === 403) {
-    res
-      .status(502)
-      .json(
-        errorBody(
-          'The relay could not authenticate with its upstream provider. The operator has been told.',
-          'api_error',
-          'upstream_auth_failed',
-        ),
-      );
+    writeJson(
+      res,
+      502,
+      errorBody(
+        'The relay could not authenticate with its upstream provider. The operator has been told.',
+        'api_error',
+        'upstream_auth_failed',
+      ),
+    );
     return 502;
   }
   if (r.status === 429) {
     const retry = r.headers['retry-after'];
-    res.set('retry-after', retry && /^\d+$/.test(retry) ? retry : '1');
-    res
-      .status(503)
-      .json(
-        errorBody(
-          'The upstream provider is rate limiting the relay. Try again shortly.',
-          'service_unavailable',
-          'upstream_rate_limited',
-        ),
-      );
+    writeJson(
+      res,
+      503,
+      errorBody(
+        'The upstream provider is rate limiting the relay. Try again shortly.',
+        'service_unavailable',
+        'upstream_rate_limited',
+      ),
+      { 'retry-after': retry && /^\d+$/.test(retry) ? retry : '1' },
+    );
     return 503;
   }
   if (r.status >= 500) {
-    res
-      .status(502)
-      .json(
-        errorBody(
-          `The upstream provider "${upstream}" failed (HTTP ${r.status}). Try again shortly.`,
-          'api_error',
-          'upstream_error',
-        ),
-      );
+    writeJson(
+      res,
+      502,
+      errorBody(
+        `The upstream provider "${upstream}" failed (HTTP ${r.status}). Try again shortly.`,
+        'api_error',
+        'upstream_error',
+      ),
+    );
     return 502;
   }
   if (err && message !== null) {
-    res
-      .status(r.status)
-      .json(
-        errorBody(
-          message,
-          typeof err.type === 'string' ? err.type : 'invalid_request_error',
-          typeof err.code === 'string' ? err.code : null,
-          typeof err.param === 'string' ? err.param : null,
-        ),
-      );
+    writeJson(
+      res,
+      r.status,
+      errorBody(
+        message,
+        typeof err.type === 'string' ? err.type : 'invalid_request_error',
+        typeof err.code === 'string' ? err.code : null,
+        typeof err.param === 'string' ? err.param : null,
+      ),
+    );
   } else {
-    res
-      .status(r.status)
-      .json(errorBody(`The upstream provider rejected the request (HTTP ${r.status}).`, 'invalid_request_error', null));
+    writeJson(
+      res,
+      r.status,
+      errorBody(`The upstream provider rejected the request (HTTP ${r.status}).`, 'invalid_request_error', null),
+    );
   }
   return r.status;
 }
 
-async function relayJson(res: Response, r: UpstreamResponse, call: RelayCall): Promise<Omit<Outcome, 'upstream'>> {
+async function relayJson(
+  res: ServerResponse,
+  r: UpstreamResponse,
+  call: RelayCall,
+): Promise<Omit<Outcome, 'upstream'>> {
   const raw = await readAll(r.body).catch((err) => {
     throw bodyError(err);
   });
   const json = parseObject(raw.toString('utf8'));
   if (!json) {
-    res
-      .status(502)
-      .json(errorBody('The upstream provider sent an invalid JSON response.', 'api_error', 'bad_upstream_response'));
+    writeJson(
+      res,
+      502,
+      errorBody('The upstream provider sent an invalid JSON response.', 'api_error', 'bad_upstream_response'),
+    );
     return { status: 'upstream_error', httpStatus: 502, promptTokens: 0, completionTokens: 0, estimated: false };
   }
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': raw.length }).end(raw);
@@ -234,7 +242,7 @@ async function relayJson(res: Response, r: UpstreamResponse, call: RelayCall): P
   };
 }
 
-function write(res: Response, data: string): Promise<void> {
+function write(res: ServerResponse, data: string): Promise<void> {
   if (res.destroyed || res.writableEnded) return Promise.resolve();
   if (res.write(data)) return Promise.resolve();
   return new Promise((resolve) => {
@@ -250,19 +258,18 @@ function write(res: Response, data: string): Promise<void> {
 
 async function relayStream(
   s: Services,
-  res: Response,
+  x: Exchange,
   r: UpstreamResponse,
   call: RelayCall,
   signal: AbortSignal,
 ): Promise<Omit<Outcome, 'upstream'>> {
+  const { res } = x;
   const clientWantsUsage = (call.body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage;
-  res.status(200);
-  res.set({
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+  res.setHeader('cache-control', 'no-cache');
+  res.setHeader('connection', 'keep-alive');
+  res.setHeader('x-accel-buffering', 'no');
 
   const decoder = new TextDecoder();
   const parser = new SseParser();
@@ -325,7 +332,7 @@ async function relayStream(
 
   const aborted = signal.aborted;
   if (failure && !aborted) {
-    s.log.warn({ err: failure, requestId: res.locals.requestId }, 'upstream stream failed mid-way');
+    s.log.warn({ err: failure, requestId: x.requestId }, 'upstream stream failed mid-way');
     const body = errorBody(
       'The upstream stream failed before completing. The partial response above is all that was received.',
       'api_error',
@@ -358,11 +365,12 @@ async function relayStream(
 }
 
 /** Relays one request that holds a ticket; tracked so shutdown waits for its usage record and settle. */
-export function relayCall(s: Services, res: Response, call: RelayCall): Promise<void> {
-  return s.inflight.track(relay(s, res, call, res.locals.ticket as Ticket));
+export function relayCall(s: Services, x: Exchange, call: RelayCall): Promise<void> {
+  return s.inflight.track(relay(s, x, call, x.ticket!), call.stream);
 }
 
-async function relay(s: Services, res: Response, call: RelayCall, ticket: Ticket): Promise<void> {
+async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket): Promise<void> {
+  const { res } = x;
   const started = performance.now();
   // Listen before the first await: a client gone during admission must abort too.
   const controller = new AbortController();
@@ -374,6 +382,7 @@ async function relay(s: Services, res: Response, call: RelayCall, ticket: Ticket
   let adm: Admission;
   try {
     adm = await reserve(s.limits, ticket, {
+      model: call.modelName,
       weight: call.model.tokenWeight,
       promptTokens: call.promptTokens,
       requestedMaxTokens: call.requestedMaxTokens,
@@ -409,10 +418,10 @@ async function relay(s: Services, res: Response, call: RelayCall, ticket: Ticket
     const r = fwd.response;
     const isSse = (r.headers['content-type'] ?? '').includes('text/event-stream');
     if (r.status < 200 || r.status >= 300) {
-      const httpStatus = await relayUpstreamError(s, res, r, fwd.upstream);
+      const httpStatus = await relayUpstreamError(s, x, r, fwd.upstream);
       outcome = { ...outcome, status: httpStatus < 500 ? 'client_error' : 'upstream_error', httpStatus };
     } else if (call.stream && isSse) {
-      outcome = { ...(await relayStream(s, res, r, call, controller.signal)), upstream: fwd.upstream };
+      outcome = { ...(await relayStream(s, x, r, call, controller.signal)), upstream: fwd.upstream };
     } else {
       outcome = { ...(await relayJson(res, r, call)), upstream: fwd.upstream };
     }
@@ -424,7 +433,7 @@ async function relay(s: Services, res: Response, call: RelayCall, ticket: Ticket
       outcome = { ...outcome, ...promptSent, status: 'aborted', httpStatus: 499 };
     } else if (err instanceof AppError) {
       outcome = { ...outcome, ...(err instanceof UpstreamTimeoutError ? promptSent : {}), httpStatus: err.status };
-      if (!res.headersSent) sendError(res, err);
+      if (!res.headersSent) writeError(res, err);
     } else {
       throw err;
     }

@@ -207,9 +207,11 @@ describe('metrics on the main port, behind GUILDGATE_METRICS_TOKEN', () => {
     await reader.read(); // the first chunk has been relayed: the stream is open
     const during = await scrape();
     expect(during.value('guildgate_requests_in_flight')).toBe(1);
+    expect(during.value('guildgate_streams_in_flight')).toBe(1);
     controller.abort();
     const s = await settled();
     expect(s.value('guildgate_requests_in_flight')).toBe(0);
+    expect(s.value('guildgate_streams_in_flight')).toBe(0);
     expect(
       s.value('guildgate_requests_total', {
         route: '/v1/chat/completions',

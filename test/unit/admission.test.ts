@@ -59,6 +59,7 @@ interface AdmitInput {
 async function admit(deps: LimitDeps, i: AdmitInput): Promise<Admission> {
   const ticket = await enter(deps, i);
   const adm = await reserve(deps, ticket, {
+    model: 'gpt-4o-mini',
     weight: i.weight,
     promptTokens: i.promptTokens,
     requestedMaxTokens: i.requestedMaxTokens,

@@ -235,6 +235,7 @@ describe('/usage', () => {
     const tier = services.config.tiers.free!;
     const admit = async (requestId: string) =>
       reserve(services.limits, await enter(services.limits, { requestId, key: v.key, tier }), {
+        model: 'gpt-4o-mini',
         weight: 1,
         promptTokens: 100,
         requestedMaxTokens: 50,

@@ -107,7 +107,7 @@ async function admit(
 ): Promise<Admission> {
   const ticket = await enter(deps, { requestId: `req_cap${++seq}`, key: key(tierName), tier: TIERS[tierName] });
   return reserve(deps, ticket, {
-    model: req.model,
+    model: req.model ?? 'unlisted',
     weight: 1,
     promptTokens: req.prompt,
     requestedMaxTokens: req.maxTokens,
@@ -330,8 +330,8 @@ describe('cost cap: config', () => {
       ['cap:tokens:relay', 5],
       ['cap:currency:relay', 2_000_000],
     ]);
-    // A request without a known model counts against the relay's token cap only.
-    expect(plan.ratesFor(undefined).map((r) => r.ledger.subject)).toEqual(['cap:tokens:relay']);
+    // A model that is not configured counts against the relay's token cap only.
+    expect(plan.ratesFor('not-configured').map((r) => r.ledger.subject)).toEqual(['cap:tokens:relay']);
     expect(plan.ratesFor('premium').map((r) => r.ledger.subject)).toEqual(['cap:tokens:relay', 'cap:currency:relay']);
   });
 });

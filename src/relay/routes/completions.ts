@@ -1,20 +1,19 @@
-import type { RequestHandler } from 'express';
 import { resolveModel } from '../../domain/model-access.js';
 import { estimateTextInput } from '../../domain/token-estimate.js';
 import type { Services } from '../../services.js';
-import type { AuthContext } from '../middleware/auth.js';
+import type { Exchange } from '../api/exchange.js';
 import { relayCall } from '../proxy.js';
 import { completionBody, parseBody } from '../validate.js';
 
 /** Legacy text completions. */
-export function completions(s: Services): RequestHandler {
-  return async (req, res) => {
-    const auth = res.locals.auth as AuthContext;
-    const body = parseBody(completionBody, req.body, 'prompt');
+export function completions(s: Services) {
+  return async (x: Exchange, raw: unknown): Promise<void> => {
+    const auth = x.auth!;
+    const body = parseBody(completionBody, raw, 'prompt');
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'chat');
     const meter = s.meter();
     const prompt = estimateTextInput(body.prompt, meter);
-    await relayCall(s, res, {
+    await relayCall(s, x, {
       endpoint: 'completions',
       path: '/completions',
       modelName: body.model,

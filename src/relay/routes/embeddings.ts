@@ -1,18 +1,17 @@
-import type { RequestHandler } from 'express';
 import { resolveModel } from '../../domain/model-access.js';
 import { estimateTextInput } from '../../domain/token-estimate.js';
 import type { Services } from '../../services.js';
-import type { AuthContext } from '../middleware/auth.js';
+import type { Exchange } from '../api/exchange.js';
 import { relayCall } from '../proxy.js';
 import { embeddingBody, parseBody } from '../validate.js';
 
-export function embeddings(s: Services): RequestHandler {
-  return async (req, res) => {
-    const auth = res.locals.auth as AuthContext;
-    const body = parseBody(embeddingBody, req.body, 'input');
+export function embeddings(s: Services) {
+  return async (x: Exchange, raw: unknown): Promise<void> => {
+    const auth = x.auth!;
+    const body = parseBody(embeddingBody, raw, 'input');
     const model = resolveModel(s.config.models, auth.tier, auth.key.tier, body.model, 'embedding');
     const meter = s.meter();
-    await relayCall(s, res, {
+    await relayCall(s, x, {
       endpoint: 'embeddings',
       path: '/embeddings',
       modelName: body.model,

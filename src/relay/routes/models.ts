@@ -1,8 +1,8 @@
-import type { RequestHandler } from 'express';
 import { NotFoundError } from '../../domain/errors.js';
 import { tierAllows } from '../../domain/model-access.js';
 import type { Services } from '../../services.js';
-import type { AuthContext } from '../middleware/auth.js';
+import type { Exchange } from '../api/exchange.js';
+import { writeJson } from '../api/respond.js';
 
 /** Stable `created` timestamp: when this process started. */
 const CREATED = Math.floor(Date.now() / 1000);
@@ -11,20 +11,19 @@ function modelObject(id: string, ownedBy: string) {
   return { id, object: 'model', created: CREATED, owned_by: ownedBy };
 }
 
-export function listModels(s: Services): RequestHandler {
-  return (_req, res) => {
-    const { tier } = res.locals.auth as AuthContext;
+export function listModels(s: Services) {
+  return (x: Exchange): void => {
+    const { tier } = x.auth!;
     const data = Object.entries(s.config.models)
       .filter(([id]) => tierAllows(tier, id))
       .map(([id, m]) => modelObject(id, m.ownedBy));
-    res.json({ object: 'list', data });
+    writeJson(x.res, 200, { object: 'list', data });
   };
 }
 
-export function retrieveModel(s: Services): RequestHandler {
-  return (req, res) => {
-    const { tier } = res.locals.auth as AuthContext;
-    const id = ([] as string[]).concat(req.params.id as string | string[]).join('/');
+export function retrieveModel(s: Services) {
+  return (x: Exchange, id: string): void => {
+    const { tier } = x.auth!;
     const m = Object.hasOwn(s.config.models, id) ? s.config.models[id] : undefined;
     if (!m || !tierAllows(tier, id)) {
       throw new NotFoundError(
@@ -33,6 +32,6 @@ export function retrieveModel(s: Services): RequestHandler {
         'model',
       );
     }
-    res.json(modelObject(id, m.ownedBy));
+    writeJson(x.res, 200, modelObject(id, m.ownedBy));
   };
 }

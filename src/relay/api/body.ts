@@ -1,0 +1,87 @@
+// Reads a /v1 request's JSON body with a size limit: every /v1 body is JSON, whatever its content
+// type says. Bodies are read as they arrive and never decompressed: a compressed body (or one merely
+// labelled so) must not be read as plain JSON, and inflating would let a small request become a huge one.
+import type { IncomingMessage } from 'node:http';
+import { AppError, InvalidRequestError } from '../../domain/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../middleware/json-body.js';
+
+const tooLarge = (limit: number) =>
+  new AppError(`Request body too large: the limit is ${limit} bytes.`, {
+    status: 413,
+    type: 'invalid_request_error',
+    code: 'request_too_large',
+  });
+
+const notJson = () =>
+  new InvalidRequestError(
+    'We could not parse the JSON body of your request. Send valid JSON with Content-Type: application/json.',
+    null,
+    'invalid_json',
+  );
+
+const unsupportedEncoding = () =>
+  new AppError('Content-Encoding is not supported: send the JSON body uncompressed.', {
+    status: 415,
+    type: 'invalid_request_error',
+    code: 'unsupported_content_encoding',
+  });
+
+const tooDeep = () =>
+  new InvalidRequestError(
+    `The JSON body is nested too deeply: at most ${MAX_JSON_DEPTH} levels of objects and arrays.`,
+    null,
+    'invalid_json',
+  );
+
+const unreadable = (cause: unknown) =>
+  new AppError('The request body could not be read: the connection failed before it was complete.', {
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'invalid_body',
+    cause,
+  });
+
+const IDENTITY = /^\s*identity\s*$/i;
+
+/** The parsed body, or undefined when it is empty. A refused body is still drained, so the connection can answer. */
+export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const encoding = req.headers['content-encoding'];
+    if (encoding !== undefined && !IDENTITY.test(encoding)) {
+      req.resume();
+      return reject(unsupportedEncoding());
+    }
+    if (Number(req.headers['content-length']) > limit) {
+      req.resume();
+      return reject(tooLarge(limit));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    const fail = (err: unknown) => {
+      failed = true;
+      chunks.length = 0;
+      reject(err);
+    };
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) return fail(tooLarge(limit));
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (failed) return;
+      if (size === 0) return resolve(undefined);
+      const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).toString('utf8');
+      if (nestsDeeperThan(text, MAX_JSON_DEPTH)) return fail(tooDeep());
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        fail(notJson());
+      }
+    });
+    req.on('error', (err) => {
+      if (!failed) fail(unreadable(err));
+    });
+  });
+}

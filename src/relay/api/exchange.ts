@@ -1,0 +1,25 @@
+// One /v1 request as the API pipeline sees it: node's own request and response (no framework
+// objects), and what each step learned about it so far.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Ticket } from '../../app/admission.js';
+import type { TierConfig } from '../../config/schema.js';
+import type { KeyRecord } from '../../domain/types.js';
+
+export interface AuthContext {
+  key: KeyRecord;
+  tier: TierConfig;
+}
+
+export interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  /** The URL path, without its query string or a trailing slash. */
+  readonly path: string;
+  /** Set once the key is verified. */
+  auth?: AuthContext;
+  /** Set once the request holds a request/minute point and a concurrency slot. */
+  ticket?: Ticket;
+  /** The OpenAI error code of a refusal the relay sent itself (for metrics). */
+  refusal?: string;
+}
