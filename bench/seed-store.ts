@@ -1,7 +1,7 @@
 // `npm run bench:seed -- --keys 1000000 --rows 10000000 --file PATH`: builds a big SQLite store for
 // bench/store.ts. The schema comes from the store's own migrations; the rows are written straight
 // through better-sqlite3 in large transactions with the secondary indexes dropped and rebuilt after,
-// which is minutes instead of hours. See bench/README.md ("Store maintenance").
+// which is minutes instead of hours. See README.md ("Store maintenance").
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';

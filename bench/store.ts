@@ -1,6 +1,6 @@
 // `npm run bench:store -- --file PATH`: what the store's slow jobs cost the event loop, on a store
 // built by bench/seed-store.ts. Prints numbers, asserts nothing. The purge deletes the expired rows,
-// so the file is changed: run it on a copy. See bench/README.md ("Store maintenance").
+// so the file is changed: run it on a copy. See README.md ("Store maintenance").
 import { statSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
