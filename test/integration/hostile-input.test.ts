@@ -2,7 +2,7 @@
 // deeper than any request needs. Both are the client's fault: OpenAI-shaped 400s, and the relay
 // keeps serving normal requests in between.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../src/relay/middleware/json-body.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../src/relay/api/body.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
 

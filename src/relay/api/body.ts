@@ -3,7 +3,37 @@
 // labelled so) must not be read as plain JSON, and inflating would let a small request become a huge one.
 import type { IncomingMessage } from 'node:http';
 import { AppError, InvalidRequestError } from '../../domain/errors.js';
-import { MAX_JSON_DEPTH, nestsDeeperThan } from '../middleware/json-body.js';
+
+/**
+ * Deepest nesting of objects and arrays accepted. Real requests (tool schemas included) stay far
+ * below; a deeper body would only overflow the stack of whatever walks it later.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+const tooDeep = () =>
+  new InvalidRequestError(
+    `The JSON body is nested too deeply: at most ${MAX_JSON_DEPTH} levels of objects and arrays.`,
+    null,
+    'invalid_json',
+  );
+
+/** Whether JSON text nests objects/arrays deeper than `max`, scanned before parsing (strings skipped). */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92)
+        i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
 
 const tooLarge = (limit: number) =>
   new AppError(`Request body too large: the limit is ${limit} bytes.`, {
@@ -25,13 +55,6 @@ const unsupportedEncoding = () =>
     type: 'invalid_request_error',
     code: 'unsupported_content_encoding',
   });
-
-const tooDeep = () =>
-  new InvalidRequestError(
-    `The JSON body is nested too deeply: at most ${MAX_JSON_DEPTH} levels of objects and arrays.`,
-    null,
-    'invalid_json',
-  );
 
 const unreadable = (cause: unknown) =>
   new AppError('The request body could not be read: the connection failed before it was complete.', {
