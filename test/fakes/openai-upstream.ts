@@ -31,7 +31,27 @@ export type FakeBehavior =
   | { kind: 'reset' }
   /** 200 with invalid JSON, or an invalid SSE stream. */
   | { kind: 'garbage' }
-  | { kind: 'slow-stream'; chunkDelayMs: number };
+  | { kind: 'slow-stream'; chunkDelayMs: number }
+  // Hostile providers (for the property suite). Unlike the modes above they misbehave in the
+  // ways real gateways and broken providers do, not only in the ways OpenAI itself fails.
+  /** Exactly these bytes: any status, headers and body (garbage SSE, wrong framing of content). */
+  | { kind: 'raw'; status: number; headers?: Record<string, string>; body: string | Buffer }
+  /** A proxy's HTML error page (what nginx or a CDN sends in front of a broken provider). */
+  | { kind: 'html'; status: number }
+  /** 200 application/json whose body is not JSON. */
+  | { kind: 'invalid-json' }
+  /** The normal answer cut short, with a Content-Length that matches the cut (the HTTP is complete). */
+  | { kind: 'truncated-json' }
+  /** The normal answer, written one byte per socket write. */
+  | { kind: 'bytewise' }
+  /** The normal answer with `usage` replaced by this raw JSON text (it may be invalid, e.g. `NaN`). */
+  | { kind: 'usage'; raw: string }
+  /** The normal answer padded to about `bytes` (a long reply text, or one long SSE event). */
+  | { kind: 'huge'; bytes: number }
+  /** The normal answer under another content type. */
+  | { kind: 'content-type'; contentType: string }
+  /** The normal answer, with the socket destroyed after `bytes` bytes of body. */
+  | { kind: 'reset-after-bytes'; bytes: number };
 
 export interface RecordedRequest {
   method: string;
@@ -90,8 +110,79 @@ function parseBody(raw: string): unknown {
   }
 }
 
-function write(res: ServerResponse, chunk: string): Promise<void> {
+function write(res: ServerResponse, chunk: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
+}
+
+type HostileBehavior = Extract<
+  FakeBehavior,
+  { kind: 'truncated-json' | 'bytewise' | 'usage' | 'huge' | 'content-type' | 'reset-after-bytes' }
+>;
+const HOSTILE_KINDS = new Set(['truncated-json', 'bytewise', 'usage', 'huge', 'content-type', 'reset-after-bytes']);
+const isHostile = (b: FakeBehavior): b is HostileBehavior => HOSTILE_KINDS.has(b.kind);
+
+/** Placeholder swapped for the raw usage text after serializing (so it may be invalid JSON). */
+const USAGE_SLOT = '"__usage_slot__"';
+
+/** The normal answer's body text, transformed as the hostile behavior says. */
+function hostileBody(b: HostileBehavior, reply: ReturnType<typeof answerOpenAI>): string {
+  if (reply.kind === 'json') {
+    const body = reply.body as Record<string, unknown>;
+    if (b.kind === 'usage' && 'usage' in body)
+      return JSON.stringify({ ...body, usage: '__usage_slot__' }).replace(USAGE_SLOT, b.raw);
+    if (b.kind === 'huge') {
+      const choices = body.choices as Array<{ message?: { content: string }; text?: string }> | undefined;
+      const first = choices?.[0];
+      const pad = 'lorem '.repeat(Math.ceil(b.bytes / 6));
+      if (first?.message) first.message.content = pad;
+      else if (first) first.text = pad;
+      else body.padding = pad;
+    }
+    return JSON.stringify(body);
+  }
+  let frames = reply.frames;
+  if (b.kind === 'usage') {
+    frames = frames.map((f) => (f.includes('"usage":{') ? f.replace(/"usage":\{[^}]*\}/, `"usage":${b.raw}`) : f));
+  }
+  if (b.kind === 'huge') {
+    const first = frames[0] ?? '';
+    frames = [
+      first.replace(/"content":"/, `"content":"${'lorem '.repeat(Math.ceil(b.bytes / 6))}`),
+      ...frames.slice(1),
+    ];
+  }
+  return frames.join('');
+}
+
+async function sendHostile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  b: HostileBehavior,
+  reply: ReturnType<typeof answerOpenAI>,
+  headers: Record<string, string>,
+): Promise<void> {
+  let text = hostileBody(b, reply);
+  if (b.kind === 'truncated-json') text = text.slice(0, Math.max(1, Math.floor(text.length / 2)));
+  const status = reply.kind === 'json' ? reply.status : 200;
+  const contentType = b.kind === 'content-type' ? b.contentType : headers['content-type']!;
+  const bytes = Buffer.from(text);
+  res.writeHead(status, {
+    ...headers,
+    'content-type': contentType,
+    ...(reply.kind === 'json' ? { 'content-length': String(bytes.length) } : { 'cache-control': 'no-cache' }),
+  });
+  if (b.kind === 'bytewise') {
+    req.socket.setNoDelay(true);
+    for (let i = 0; i < bytes.length; i++) await write(res, bytes.subarray(i, i + 1));
+    res.end();
+    return;
+  }
+  if (b.kind === 'reset-after-bytes') {
+    await write(res, bytes.subarray(0, Math.min(b.bytes, bytes.length)));
+    req.socket.destroy();
+    return;
+  }
+  res.end(bytes);
 }
 
 export async function startFakeUpstream(opts?: { name?: string; apiKey?: string }): Promise<FakeUpstream> {
@@ -166,6 +257,20 @@ export async function startFakeUpstream(opts?: { name?: string; apiKey?: string 
       case 'delay':
         await sleep(behavior.ms, undefined, { signal: gone.signal });
         break;
+      case 'raw':
+        res.writeHead(behavior.status, behavior.headers ?? {});
+        res.end(behavior.body);
+        return;
+      case 'html': {
+        const page = `<html>\r\n<head><title>${behavior.status} Bad Gateway</title></head>\r\n<body>\r\n<center><h1>${behavior.status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`;
+        res.writeHead(behavior.status, { 'content-type': 'text/html', 'content-length': String(page.length) });
+        res.end(page);
+        return;
+      }
+      case 'invalid-json':
+        res.writeHead(200, openAIHeaders('application/json', startedAt));
+        res.end('{"id": "chatcmpl-x", "object": "chat.completion", choices: [NaN], usage: undefined}');
+        return;
     }
 
     const reply = answerOpenAI(
@@ -177,6 +282,10 @@ export async function startFakeUpstream(opts?: { name?: string; apiKey?: string 
       },
     );
     const headers = openAIHeaders(reply.kind === 'json' ? 'application/json' : SSE_CONTENT_TYPE, startedAt);
+    if (isHostile(behavior)) {
+      await sendHostile(req, res, behavior, reply, headers);
+      return;
+    }
 
     if (reply.kind === 'json') {
       if (behavior.kind !== 'hang-after-first-chunk' && behavior.kind !== 'fail-mid-stream') {

@@ -15,6 +15,11 @@ export function runs(defaultRuns: number): number {
   return Number.isSafeInteger(env) && env > 0 ? env : defaultRuns;
 }
 
+/** A test timeout for a property of `defaultRuns` runs (or the GG_PROPERTY_RUNS override) at about `msPerRun`. */
+export function timeoutFor(defaultRuns: number, msPerRun: number): number {
+  return 30_000 + runs(defaultRuns) * msPerRun;
+}
+
 /** fast-check parameters shared by the suite: bounded runs; the seed is printed on failure. */
 export function params(defaultRuns: number): fc.Parameters<unknown> {
   return { numRuns: runs(defaultRuns), endOnFailure: true };

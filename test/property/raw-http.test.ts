@@ -13,6 +13,7 @@ import {
   params,
   type RawExchange,
   rawExchange,
+  timeoutFor,
 } from '../helpers/hostile.js';
 import { checkHostile, type Harness, isBare, startHarness } from './harness.js';
 
@@ -80,64 +81,72 @@ const smallBody = fc.constantFrom(
   'not json',
 );
 
-it('any method, path, key and Origin on the API surface: never a 5xx, OpenAI-shaped errors, still serving', async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.record({ method, path, auth, body: smallBody, origin: fc.option(hostileString.map(pctEncode)) }),
-      async ({ method: m, path: p, auth: a, body, origin }) => {
-        const headers: Record<string, string> = { 'Content-Type': 'application/json' };
-        if (a !== undefined) headers.Authorization = a === 'valid' ? `Bearer ${h.key}` : a;
-        if (origin !== null) {
-          headers.Origin = `https://${origin}`;
-          headers['Access-Control-Request-Headers'] = origin;
-        }
-        const bytes = httpRequest(m, p, headers, m === 'GET' || m === 'HEAD' ? undefined : body);
-        const r = await checkHostile(h, () => rawExchange(h.port, [bytes], { head: m === 'HEAD' }), {
-          v1: true,
-          head: m === 'HEAD',
-        });
-        // A bad key learns only that it is bad; a CORS preflight (no credentials by design) gets its 204.
-        const preflight = m === 'OPTIONS' && origin !== null;
-        if (r && !isBare(r) && a !== 'valid' && p.startsWith('/v1') && !preflight) {
-          expect([401, 400, 404]).toContain(r.status);
-        }
-      },
-    ),
-    params(150),
-  );
-});
+it(
+  'any method, path, key and Origin on the API surface: never a 5xx, OpenAI-shaped errors, still serving',
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ method, path, auth, body: smallBody, origin: fc.option(hostileString.map(pctEncode)) }),
+        async ({ method: m, path: p, auth: a, body, origin }) => {
+          const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+          if (a !== undefined) headers.Authorization = a === 'valid' ? `Bearer ${h.key}` : a;
+          if (origin !== null) {
+            headers.Origin = `https://${origin}`;
+            headers['Access-Control-Request-Headers'] = origin;
+          }
+          const bytes = httpRequest(m, p, headers, m === 'GET' || m === 'HEAD' ? undefined : body);
+          const r = await checkHostile(h, () => rawExchange(h.port, [bytes], { head: m === 'HEAD' }), {
+            v1: true,
+            head: m === 'HEAD',
+          });
+          // A bad key learns only that it is bad; a CORS preflight (no credentials by design) gets its 204.
+          const preflight = m === 'OPTIONS' && origin !== null;
+          if (r && !isBare(r) && a !== 'valid' && p.startsWith('/v1') && !preflight) {
+            expect([401, 400, 404]).toContain(r.status);
+          }
+        },
+      ),
+      params(150),
+    );
+  },
+  timeoutFor(150, 200),
+);
 
-it('a bad or missing API key of any length or shape: a 401 in OpenAI shape (or a bare 400 for unparseable headers)', async () => {
-  const p = fc.constantFrom(
-    '/v1/chat/completions',
-    '/v1/embeddings',
-    '/v1/models',
-    '/v1/models/gpt-4o-mini',
-    '/v1/nope',
-  );
-  await fc.assert(
-    fc.asyncProperty(badAuthorization, p, async (a, where) => {
-      const r = await checkHostile(
-        h,
-        () =>
-          rawExchange(h.port, [
-            httpRequest(
-              where === '/v1/models' || where.startsWith('/v1/models/') ? 'GET' : 'POST',
-              where,
-              { Authorization: a, 'Content-Type': 'application/json' },
-              '{}',
-            ),
-          ]),
-        { v1: true },
-      );
-      if (r && !isBare(r)) {
-        expect(r.status).toBe(401);
-        expect(JSON.parse(r.body.toString()).error.code).toBe('invalid_api_key');
-      }
-    }),
-    params(100),
-  );
-});
+it(
+  'a bad or missing API key of any length or shape: a 401 in OpenAI shape (or a bare 400 for unparseable headers)',
+  async () => {
+    const p = fc.constantFrom(
+      '/v1/chat/completions',
+      '/v1/embeddings',
+      '/v1/models',
+      '/v1/models/gpt-4o-mini',
+      '/v1/nope',
+    );
+    await fc.assert(
+      fc.asyncProperty(badAuthorization, p, async (a, where) => {
+        const r = await checkHostile(
+          h,
+          () =>
+            rawExchange(h.port, [
+              httpRequest(
+                where === '/v1/models' || where.startsWith('/v1/models/') ? 'GET' : 'POST',
+                where,
+                { Authorization: a, 'Content-Type': 'application/json' },
+                '{}',
+              ),
+            ]),
+          { v1: true },
+        );
+        if (r && !isBare(r)) {
+          expect(r.status).toBe(401);
+          expect(JSON.parse(r.body.toString()).error.code).toBe('invalid_api_key');
+        }
+      }),
+      params(100),
+    );
+  },
+  timeoutFor(100, 200),
+);
 
 // --- Request smuggling ------------------------------------------------------------------------
 
@@ -240,106 +249,118 @@ const AMBIGUOUS: Framing[] = [
   },
 ];
 
-it('ambiguous framings (CL+TE, duplicate CL, obfuscated TE, malformed chunks, bare CR/LF) are refused and nothing smuggled runs', async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.constantFrom(...AMBIGUOUS),
-      fc.constantFrom('/v1/chat/completions', '/v1/completions', '/v1/embeddings'),
-      fc.stringMatching(/^[a-z0-9]{12}$/),
-      async (framing, target, nonce) => {
-        const smuggled = `GET /v1/models/smuggled-${nonce} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.key}\r\n\r\n`;
-        const { headers, body, eol = '\r\n' } = framing.build(smuggled);
-        const head = [
-          `POST ${target} HTTP/1.1`,
-          'Host: 127.0.0.1',
-          `Authorization: Bearer ${h.key}`,
-          'Content-Type: application/json',
-          ...headers,
-        ];
-        const bytes = Buffer.from(`${head.join(eol)}${eol}${eol}${body}`, 'latin1');
-        let ex: RawExchange | undefined;
-        const r = await checkHostile(
-          h,
-          async () => {
-            ex = await rawExchange(h.port, [bytes], { expect: 2, settleMs: 30, timeoutMs: 1_500 });
-            return ex;
-          },
-          { v1: true },
-        );
-        // Refused by the parser itself, and the connection closed: no second request is read from it.
-        expect(r?.status, framing.name).toBe(400);
-        expect(ex!.responses, framing.name).toHaveLength(1);
-        expect(ex!.raw.toString('latin1')).not.toContain(nonce);
-        expect(
-          h.t.logs.some((l) => l.includes(nonce)),
-          framing.name,
-        ).toBe(false);
-      },
-    ),
-    params(60),
-  );
-});
+it(
+  'ambiguous framings (CL+TE, duplicate CL, obfuscated TE, malformed chunks, bare CR/LF) are refused and nothing smuggled runs',
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...AMBIGUOUS),
+        fc.constantFrom('/v1/chat/completions', '/v1/completions', '/v1/embeddings'),
+        fc.stringMatching(/^[a-z0-9]{12}$/),
+        async (framing, target, nonce) => {
+          const smuggled = `GET /v1/models/smuggled-${nonce} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.key}\r\n\r\n`;
+          const { headers, body, eol = '\r\n' } = framing.build(smuggled);
+          const head = [
+            `POST ${target} HTTP/1.1`,
+            'Host: 127.0.0.1',
+            `Authorization: Bearer ${h.key}`,
+            'Content-Type: application/json',
+            ...headers,
+          ];
+          const bytes = Buffer.from(`${head.join(eol)}${eol}${eol}${body}`, 'latin1');
+          let ex: RawExchange | undefined;
+          const r = await checkHostile(
+            h,
+            async () => {
+              ex = await rawExchange(h.port, [bytes], { expect: 2, settleMs: 30, timeoutMs: 1_500 });
+              return ex;
+            },
+            { v1: true },
+          );
+          // Refused by the parser itself, and the connection closed: no second request is read from it.
+          expect(r?.status, framing.name).toBe(400);
+          expect(ex!.responses, framing.name).toHaveLength(1);
+          expect(ex!.raw.toString('latin1')).not.toContain(nonce);
+          expect(
+            h.t.logs.some((l) => l.includes(nonce)),
+            framing.name,
+          ).toBe(false);
+        },
+      ),
+      params(60),
+    );
+  },
+  timeoutFor(60, 200),
+);
 
-it('pipelined well-formed requests, chunked or not, each get their own answer', async () => {
-  await fc.assert(
-    fc.asyncProperty(fc.array(fc.boolean(), { minLength: 2, maxLength: 5 }), async (useChunked) => {
-      const pieces: Piece[] = useChunked.map((c) => {
-        const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.key}\r\nContent-Type: application/json\r\n`;
-        return c
-          ? `${head}Transfer-Encoding: CHUNKED\r\n\r\n${chunked(JSON_BODY)}`
-          : `${head}Content-Length: ${JSON_BODY.length}\r\n\r\n${JSON_BODY}`;
-      });
-      const ex = await rawExchange(h.port, [pieces.join('')], { expect: pieces.length, timeoutMs: 5_000 });
-      expect(ex.responses.map((r) => r.status)).toEqual(useChunked.map(() => 200));
-    }),
-    params(15),
-  );
-});
+it(
+  'pipelined well-formed requests, chunked or not, each get their own answer',
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.boolean(), { minLength: 2, maxLength: 5 }), async (useChunked) => {
+        const pieces: Piece[] = useChunked.map((c) => {
+          const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.key}\r\nContent-Type: application/json\r\n`;
+          return c
+            ? `${head}Transfer-Encoding: CHUNKED\r\n\r\n${chunked(JSON_BODY)}`
+            : `${head}Content-Length: ${JSON_BODY.length}\r\n\r\n${JSON_BODY}`;
+        });
+        const ex = await rawExchange(h.port, [pieces.join('')], { expect: pieces.length, timeoutMs: 5_000 });
+        expect(ex.responses.map((r) => r.status)).toEqual(useChunked.map(() => 200));
+      }),
+      params(15),
+    );
+  },
+  timeoutFor(15, 200),
+);
 
 // --- Headers ----------------------------------------------------------------------------------
 
-it('oversized or malformed heads get a bare 400/431 and a closed connection; the relay keeps serving', async () => {
-  // Built inside the property so a failure prints the recipe, not 100 kB of header lines.
-  const head = fc.oneof(
-    fc.record({ kind: fc.constant('one big header'), n: fc.integer({ min: 17 * 1024, max: 200 * 1024 }) }),
-    fc.record({ kind: fc.constant('many headers'), n: fc.integer({ min: 700, max: 3_000 }) }),
-    fc.record({ kind: fc.constant('big key'), n: fc.integer({ min: 17 * 1024, max: 64 * 1024 }) }),
-    fc.record({
-      kind: fc.constantFrom('NUL', 'space in name', 'empty name', 'control byte', 'no colon'),
-      n: fc.constant(0),
-    }),
-  );
-  const build = ({ kind, n }: { kind: string; n: number }): string[] => {
-    switch (kind) {
-      case 'one big header':
-        return [`X-Big: ${'a'.repeat(n)}`];
-      case 'many headers':
-        return Array.from({ length: n }, (_, i) => `X-H${i}: ${'v'.repeat(20)}`);
-      case 'big key':
-        return [`Authorization: Bearer gg_${'A'.repeat(n)}`];
-      case 'NUL':
-        return ['X-Nul: a\u0000b'];
-      case 'space in name':
-        return ['Bad Header: x'];
-      case 'empty name':
-        return [': empty-name'];
-      case 'control byte':
-        return ['X-Ctl: \u0001'];
-      default:
-        return ['NoColon'];
-    }
-  };
-  await fc.assert(
-    fc.asyncProperty(head, fc.constantFrom('/v1/models', '/v1/chat/completions', '/healthz'), async (spec, where) => {
-      const bytes = Buffer.from(`GET ${where} HTTP/1.1\r\nHost: x\r\n${build(spec).join('\r\n')}\r\n\r\n`, 'latin1');
-      const r = await checkHostile(h, () => rawExchange(h.port, [bytes], { timeoutMs: 3_000 }), { v1: true });
-      // Every one of these is over Node's 16 kB head limit or not HTTP: the parser refuses it.
-      expect(r && isBare(r), `${spec.kind}: HTTP ${r?.status}`).toBe(true);
-      expect([400, 431]).toContain(r?.status);
-    }),
-    params(30),
-  );
-});
+it(
+  'oversized or malformed heads get a bare 400/431 and a closed connection; the relay keeps serving',
+  async () => {
+    // Built inside the property so a failure prints the recipe, not 100 kB of header lines.
+    const head = fc.oneof(
+      fc.record({ kind: fc.constant('one big header'), n: fc.integer({ min: 17 * 1024, max: 200 * 1024 }) }),
+      fc.record({ kind: fc.constant('many headers'), n: fc.integer({ min: 700, max: 3_000 }) }),
+      fc.record({ kind: fc.constant('big key'), n: fc.integer({ min: 17 * 1024, max: 64 * 1024 }) }),
+      fc.record({
+        kind: fc.constantFrom('NUL', 'space in name', 'empty name', 'control byte', 'no colon'),
+        n: fc.constant(0),
+      }),
+    );
+    const build = ({ kind, n }: { kind: string; n: number }): string[] => {
+      switch (kind) {
+        case 'one big header':
+          return [`X-Big: ${'a'.repeat(n)}`];
+        case 'many headers':
+          return Array.from({ length: n }, (_, i) => `X-H${i}: ${'v'.repeat(20)}`);
+        case 'big key':
+          return [`Authorization: Bearer gg_${'A'.repeat(n)}`];
+        case 'NUL':
+          return ['X-Nul: a\u0000b'];
+        case 'space in name':
+          return ['Bad Header: x'];
+        case 'empty name':
+          return [': empty-name'];
+        case 'control byte':
+          return ['X-Ctl: \u0001'];
+        default:
+          return ['NoColon'];
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(head, fc.constantFrom('/v1/models', '/v1/chat/completions', '/healthz'), async (spec, where) => {
+        const bytes = Buffer.from(`GET ${where} HTTP/1.1\r\nHost: x\r\n${build(spec).join('\r\n')}\r\n\r\n`, 'latin1');
+        const r = await checkHostile(h, () => rawExchange(h.port, [bytes], { timeoutMs: 3_000 }), { v1: true });
+        // Every one of these is over Node's 16 kB head limit or not HTTP: the parser refuses it.
+        expect(r && isBare(r), `${spec.kind}: HTTP ${r?.status}`).toBe(true);
+        expect([400, 431]).toContain(r?.status);
+      }),
+      params(30),
+    );
+  },
+  timeoutFor(30, 200),
+);
 
 it('a request without Host, or with two, or in HTTP/1.0 or 0.9 or 2.0 shape, never gets a 5xx', async () => {
   const requests = [

@@ -17,6 +17,7 @@ import {
   params,
   rawExchange,
   spoiledBody,
+  timeoutFor,
   validBody,
 } from '../helpers/hostile.js';
 import { checkHostile, type Harness, startHarness } from './harness.js';
@@ -86,49 +87,57 @@ function encode(b: Buffer, enc: Encoding): { body: Buffer; header?: string } {
   }
 }
 
-it('any body, content type and content encoding: a relayed answer or an OpenAI-shaped 4xx, never 5xx', async () => {
-  const arb = endpoint.chain((e) => fc.record({ e: fc.constant(e), body: body(e), contentType, encoding }));
-  await fc.assert(
-    fc.asyncProperty(arb, async ({ e, body: raw, contentType: ct, encoding: enc }) => {
-      const { body: sent, header } = encode(raw, enc);
-      const headers: Record<string, string> = { Authorization: `Bearer ${h.key}` };
-      if (ct !== undefined) headers['Content-Type'] = ct;
-      if (header) headers['Content-Encoding'] = header;
-      const r = await checkHostile(
-        h,
-        () => rawExchange(h.port, [httpRequest('POST', ENDPOINT_PATH[e], headers, sent)]),
-        {
-          v1: true,
-        },
-      );
-      // A compressed body is never read as if it were plain JSON.
-      if (enc !== 'none' && enc !== 'identity') expect(r?.status).not.toBe(200);
-    }),
-    params(120),
-  );
-});
+it(
+  'any body, content type and content encoding: a relayed answer or an OpenAI-shaped 4xx, never 5xx',
+  async () => {
+    const arb = endpoint.chain((e) => fc.record({ e: fc.constant(e), body: body(e), contentType, encoding }));
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ e, body: raw, contentType: ct, encoding: enc }) => {
+        const { body: sent, header } = encode(raw, enc);
+        const headers: Record<string, string> = { Authorization: `Bearer ${h.key}` };
+        if (ct !== undefined) headers['Content-Type'] = ct;
+        if (header) headers['Content-Encoding'] = header;
+        const r = await checkHostile(
+          h,
+          () => rawExchange(h.port, [httpRequest('POST', ENDPOINT_PATH[e], headers, sent)]),
+          {
+            v1: true,
+          },
+        );
+        // A compressed body is never read as if it were plain JSON.
+        if (enc !== 'none' && enc !== 'identity') expect(r?.status).not.toBe(200);
+      }),
+      params(120),
+    );
+  },
+  timeoutFor(120, 200),
+);
 
-it('a body that is valid apart from its model name (operator strings, NUL bytes, traversal) is refused as a 4xx', async () => {
-  const model = fc.oneof(hostileString, operatorObject, fc.constant('gpt-4o-mini/../../gpt-4o-mini'));
-  await fc.assert(
-    fc.asyncProperty(endpoint, model, async (e, m) => {
-      const b = { ...validBody(e), model: m };
-      const r = await checkHostile(
-        h,
-        () =>
-          rawExchange(h.port, [
-            httpRequest(
-              'POST',
-              ENDPOINT_PATH[e],
-              { Authorization: `Bearer ${h.key}`, 'Content-Type': 'application/json' },
-              JSON.stringify(b),
-            ),
-          ]),
-        { v1: true },
-      );
-      // Only the configured names are models; nothing else reaches the upstream.
-      expect(r?.status).toBeGreaterThanOrEqual(400);
-    }),
-    params(80),
-  );
-});
+it(
+  'a body that is valid apart from its model name (operator strings, NUL bytes, traversal) is refused as a 4xx',
+  async () => {
+    const model = fc.oneof(hostileString, operatorObject, fc.constant('gpt-4o-mini/../../gpt-4o-mini'));
+    await fc.assert(
+      fc.asyncProperty(endpoint, model, async (e, m) => {
+        const b = { ...validBody(e), model: m };
+        const r = await checkHostile(
+          h,
+          () =>
+            rawExchange(h.port, [
+              httpRequest(
+                'POST',
+                ENDPOINT_PATH[e],
+                { Authorization: `Bearer ${h.key}`, 'Content-Type': 'application/json' },
+                JSON.stringify(b),
+              ),
+            ]),
+          { v1: true },
+        );
+        // Only the configured names are models; nothing else reaches the upstream.
+        expect(r?.status).toBeGreaterThanOrEqual(400);
+      }),
+      params(80),
+    );
+  },
+  timeoutFor(80, 200),
+);
