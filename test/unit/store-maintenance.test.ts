@@ -1,8 +1,10 @@
 // The SQLite store's upkeep on a real file: the retention purge runs in batches that let other work
 // in, and the WAL is checkpointed by the worker thread (the relay's connection never does it).
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/adapters/sqlite/sqlite-store.js';
@@ -108,6 +110,30 @@ describe('retention purge', () => {
     await closed;
     // The first batch ran before close was asked for; no batch ran after.
     expect(removed).toBe(5);
+  });
+
+  it('keeps a process with nothing else to do alive until the purge is done', () => {
+    // The worker thread is unreferenced while idle; a purge waiting on it must still hold the process.
+    const storeModule = pathToFileURL(resolve(import.meta.dirname, '../../src/adapters/sqlite/sqlite-store.ts')).href;
+    const script = `
+      import { SqliteStore } from ${JSON.stringify(storeModule)};
+      const store = SqliteStore.open(${JSON.stringify(file)}, { purgeBatchRows: 10 });
+      const base = { keyId: 'k', discordId: 'u', model: 'm', upstream: null, endpoint: 'chat.completions',
+        promptTokens: 1, completionTokens: 1, chargedTokens: 2, estimated: false, status: 'ok', httpStatus: 200,
+        latencyMs: 1, stream: false };
+      await store.insertUsage(
+        Array.from({ length: 100 }, (_, i) => ({ ...base, requestId: 'req_' + i, createdAt: new Date(1000 + i) })),
+        () => '1970-01-01',
+      );
+      console.log('removed', await store.purgeUsage(new Date(5000)));
+      await store.close();
+    `;
+    const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+    });
+    expect(out.stderr).toBe('');
+    expect(out.stdout.trim()).toBe('removed 100');
+    expect(out.status).toBe(0);
   });
 });
 

@@ -19,6 +19,7 @@ const WORKER_URL = new URL('./checkpoint-worker.mjs', import.meta.url);
 
 export class CheckpointWorker {
   private stopping: Promise<void> | null = null;
+  private gone = false;
   private nextId = 0;
   private readonly pending = new Map<number, () => void>();
 
@@ -29,9 +30,11 @@ export class CheckpointWorker {
     worker.on('message', (msg: { id: number }) => {
       this.pending.get(msg.id)?.();
       this.pending.delete(msg.id);
+      if (this.pending.size === 0 && this.stopping === null) worker.unref();
     });
     // A worker that is gone answers nobody: release whoever waits.
     void exited.then(() => {
+      this.gone = true;
       for (const done of this.pending.values()) done();
       this.pending.clear();
     });
@@ -58,8 +61,10 @@ export class CheckpointWorker {
    * instead of growing it. Resolves at once when the worker is stopping or gone.
    */
   checkpoint(): Promise<void> {
-    if (this.stopping !== null) return Promise.resolve();
+    if (this.stopping !== null || this.gone) return Promise.resolve();
     const id = this.nextId++;
+    // Someone waits on the answer: the process must not exit before it comes.
+    if (this.pending.size === 0) this.worker.ref();
     return new Promise<void>((resolve) => {
       this.pending.set(id, resolve);
       this.worker.postMessage({ checkpoint: id });
