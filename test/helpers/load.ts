@@ -53,6 +53,8 @@ export interface LoadOptions {
   abortBeforeHeadersMs?: (rnd: () => number) => number | null;
   /** Pause of each worker between its requests (default 5 ms). */
   pauseMs?: number;
+  /** A worker whose request ended like this sends no more (e.g. the relay's listener is gone). */
+  workerStopsAfter?: (shot: Shot) => boolean;
   /** Seed of the random choices (keys, stream or not, abort points); logged so a failure can be replayed. */
   seed?: number;
 }
@@ -196,7 +198,9 @@ export function startLoad(o: LoadOptions): Load {
     let seq = 0;
     while (!stopped && (o.requests === undefined || issued < o.requests)) {
       issued++;
-      shots.push(await one(w, seq++));
+      const shot = await one(w, seq++);
+      shots.push(shot);
+      if (o.workerStopsAfter?.(shot)) return;
       await sleep(o.pauseMs ?? 5);
     }
   };
