@@ -19,6 +19,8 @@ const { values } = parseArgs({
     repeats: { type: 'string', default: '15' },
     /** Run without the checkpoint worker (SQLite checkpoints on commit, as before it existed). */
     'no-worker': { type: 'boolean', default: false },
+    /** Rows per purge statement, instead of the store's default. */
+    'purge-batch': { type: 'string' },
   },
 });
 if (values.file === undefined) throw new Error('--file PATH is required (a store from npm run bench:seed)');
@@ -83,7 +85,10 @@ function flushBatch(): UsageRecord[] {
 }
 
 console.log(`store ${file}: ${mb(statSync(file).size)}, WAL ${mb(walBytes())}`);
-const store = SqliteStore.open(file, values['no-worker'] ? { checkpoints: false } : {});
+const store = SqliteStore.open(file, {
+  ...(values['no-worker'] ? { checkpoints: false } : {}),
+  ...(values['purge-batch'] ? { purgeBatchRows: Number(values['purge-batch']) } : {}),
+});
 
 // usage today: the old way (every aggregate of the day into memory, summed there) and the query.
 {
