@@ -80,6 +80,10 @@ describe('clients vanishing at random points of a stream', { timeout: 90_000 }, 
     expect(walkedAway.filter((s) => s.chunks === 0).length, summary).toBeGreaterThan(0);
     expect(shots.filter((s) => s.clientAborted && s.status === null).length, summary).toBeGreaterThan(0);
 
+    expect(
+      t.logs.filter((l) => l.includes('unhandled error')),
+      summary,
+    ).toEqual([]);
     // Still answering normal requests.
     const { data: normal, response } = await t
       .client(keys[0]!.key)

@@ -182,6 +182,10 @@ async function lose(sc: Scenario) {
         expect(allowed, summary).toContain(errorCode(s));
       }
     }
+    expect(
+      t.logs.filter((l) => l.includes('unhandled error')),
+      summary,
+    ).toEqual([]);
     const normal = await t.client(keys[0]!.key).chat.completions.create({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'still there?' }],

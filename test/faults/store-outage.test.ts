@@ -95,6 +95,10 @@ describe('the store unavailable for a few seconds', { timeout: 90_000 }, () => {
     }
     expect(shots.filter((s) => s.status === 200).length).toBeGreaterThan(50);
 
+    expect(
+      t.logs.filter((l) => l.includes('unhandled error')),
+      summary,
+    ).toEqual([]);
     const normal = await t.client(keys[0]!.key).chat.completions.create({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'still there?' }],
