@@ -351,6 +351,7 @@ export class SqliteStore implements Store {
       }
       return new SqliteStore(db, checkpoints, opts.purgeBatchRows ?? PURGE_BATCH_ROWS);
     } catch (err) {
+      void checkpoints?.stop();
       db.close();
       throw err;
     }
