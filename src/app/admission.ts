@@ -66,6 +66,8 @@ export interface Admission {
   readonly weight: number;
   /** Largest `max_tokens` to send upstream so the reservation is an upper bound. */
   readonly maxCompletionTokens: number;
+  /** The most this request can be billed for, in model tokens: see `billable`. */
+  readonly bound: Used;
   /** OpenAI-style x-ratelimit-*-tokens headers. */
   readonly headers: Record<string, string>;
   /** Cost cap ledgers this request reserved on, settled with the member's budget. */
@@ -243,7 +245,8 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
     allowance = Math.min(allowance, completionAllowance(caps[i]!, weight, granted, promptTokens, completions));
   }
   const maxCompletionTokens = completions ? Math.max(1, Math.min(cap, allowance)) : 0;
-  return { ticket, day, weight, maxCompletionTokens, headers, caps, settled: false };
+  const bound = { promptTokens, completionTokens: maxCompletionTokens * completions };
+  return { ticket, day, weight, maxCompletionTokens, bound, headers, caps, settled: false };
 }
 
 /** Names the tier and, for an upstream's cap, the model; never how much was spent. */
@@ -269,16 +272,28 @@ export interface Used {
   completionTokens: number;
 }
 
-/** Budget tokens a request costs: model tokens times the model's weight, rounded up. */
-export function charge(adm: Admission, used: Used): number {
-  return Math.ceil(adm.weight * (used.promptTokens + used.completionTokens));
+/**
+ * What a request is billed for: what it used, but never more than its reservation's bound (the
+ * prompt's upper bound, and the completion cap sent upstream times the completions). A count above
+ * it is a provider's miscount or a text counted as bytes, and must not exhaust a member's day.
+ */
+export function billable(adm: Admission, used: Used): Used {
+  return {
+    promptTokens: Math.min(used.promptTokens, adm.bound.promptTokens),
+    completionTokens: Math.min(used.completionTokens, adm.bound.completionTokens),
+  };
 }
 
-/** Charges what the request actually used and frees its slot. Safe to call more than once. */
-export async function settle(deps: LimitDeps, adm: Admission, used: Used): Promise<number> {
+/** Budget tokens a billed request costs: model tokens times the model's weight, rounded up. */
+export function charge(adm: Admission, billed: Used): number {
+  return Math.ceil(adm.weight * (billed.promptTokens + billed.completionTokens));
+}
+
+/** Charges what the request is billed for (`billable`) and frees its slot. Safe to call more than once. */
+export async function settle(deps: LimitDeps, adm: Admission, billed: Used): Promise<number> {
   if (adm.settled) return 0;
   adm.settled = true;
-  const actual = charge(adm, used);
+  const actual = charge(adm, billed);
   const { ticket, day } = adm;
   const { requestId } = ticket;
   const results = await Promise.allSettled([
@@ -288,7 +303,7 @@ export async function settle(deps: LimitDeps, adm: Admission, used: Used): Promi
         subject: rate.ledger.subject,
         day,
         requestId,
-        actual: capCost(rate, adm.weight, used.promptTokens, used.completionTokens),
+        actual: capCost(rate, adm.weight, billed.promptTokens, billed.completionTokens),
       }),
     ),
     ticket.release(),

@@ -3,7 +3,7 @@
 // error, mid-stream failure, client disconnect), the budget is settled exactly once and one usage
 // record is written.
 import type { ServerResponse } from 'node:http';
-import { type Admission, charge, reserve, settle, type Ticket } from '../app/admission.js';
+import { type Admission, billable, charge, reserve, settle, type Ticket } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import type { ModelConfig } from '../config/schema.js';
 import { AppError, UpstreamTimeoutError, UpstreamUnavailableError } from '../domain/errors.js';
@@ -445,8 +445,16 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
 
 /** Records the request and settles its budget. The record never depends on the limiter store being up. */
 async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, started: number): Promise<void> {
-  const used = { promptTokens: o.promptTokens, completionTokens: o.completionTokens };
   const { requestId, key } = adm.ticket;
+  const billed = billable(adm, o);
+  if (!o.estimated && (billed.promptTokens < o.promptTokens || billed.completionTokens < o.completionTokens)) {
+    // The provider counted more than the relay let it produce: a tokenizer that differs from ours,
+    // or a miscount. Billed at the bound; the operator should know.
+    s.log.warn(
+      { requestId, upstream: o.upstream, reported: { prompt: o.promptTokens, completion: o.completionTokens } },
+      'upstream reported more tokens than the reservation allowed; billed at the reservation',
+    );
+  }
   s.usage.record({
     requestId,
     keyId: key.id,
@@ -454,9 +462,9 @@ async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, 
     model: call.modelName,
     upstream: o.upstream,
     endpoint: call.endpoint,
-    promptTokens: o.promptTokens,
-    completionTokens: o.completionTokens,
-    chargedTokens: charge(adm, used),
+    promptTokens: billed.promptTokens,
+    completionTokens: billed.completionTokens,
+    chargedTokens: charge(adm, billed),
     estimated: o.estimated,
     status: o.status,
     httpStatus: o.httpStatus,
@@ -464,5 +472,5 @@ async function finish(s: Services, adm: Admission, call: RelayCall, o: Outcome, 
     stream: call.stream,
     createdAt: s.now(),
   });
-  await settle(s.limits, adm, used).catch((err) => s.log.error({ err, requestId }, 'settling the request failed'));
+  await settle(s.limits, adm, billed).catch((err) => s.log.error({ err, requestId }, 'settling the request failed'));
 }

@@ -108,7 +108,9 @@ export class UndiciUpstream implements Upstream {
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
       return new UpstreamTimeoutError(`Upstream "${call.upstream}" did not answer in time`, err);
     }
-    if (code && (UNREACHABLE_CODES.has(code) || UNREACHABLE_PREFIXES.test(code))) {
+    // A peer that does not speak HTTP: undici's parser error may carry no code at all.
+    const notHttp = (err as Error | null)?.name === 'HTTPParserError';
+    if (notHttp || (code && (UNREACHABLE_CODES.has(code) || UNREACHABLE_PREFIXES.test(code)))) {
       return new UpstreamUnavailableError(`Upstream "${call.upstream}" is unreachable`, err);
     }
     return err;
