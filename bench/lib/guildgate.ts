@@ -15,11 +15,11 @@ const READY_TIMEOUT_MS = 60_000;
 const TIER = 'bench';
 const CLI_TIMEOUT_MS = 60_000;
 
-/** Issues the bench key with the operator CLI on the relay's own config, before the relay starts. */
-async function issueKey(cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
+/** Issues a bench key with the operator CLI on the relay's own config, before the relay starts. */
+async function issueKey(cwd: string, env: NodeJS.ProcessEnv, discordId: string): Promise<string> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [join(REPO, 'bin/guildgate.mjs'), 'keys', 'issue', '--discord-id', '100000000000000001', '--json'],
+    [join(REPO, 'bin/guildgate.mjs'), 'keys', 'issue', '--discord-id', discordId, '--json'],
     { cwd, env, timeout: CLI_TIMEOUT_MS },
   );
   const key = (JSON.parse(stdout) as { key?: unknown }).key;
@@ -30,8 +30,10 @@ async function issueKey(cwd: string, env: NodeJS.ProcessEnv): Promise<string> {
 export interface GuildgateTarget {
   child: Child;
   url: string;
-  /** The API key to send as `Authorization: Bearer ...`. */
+  /** The API key to send as `Authorization: Bearer ...` (the first of `apiKeys`). */
   apiKey: string;
+  /** One key per member, when several were asked for. */
+  apiKeys: string[];
   stop(): Promise<void>;
 }
 
@@ -43,6 +45,8 @@ export async function startGuildgate(opts: {
   redisUrl?: string;
   /** Extra Node flags for the relay process (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** Keys to issue, each for its own member (default 1). */
+  keys?: number;
 }): Promise<GuildgateTarget> {
   const dir = mkdtempSync(join(tmpdir(), 'gg-bench-'));
   const dataDir = join(dir, 'data');
@@ -73,9 +77,13 @@ export async function startGuildgate(opts: {
   delete env.MONGODB_URI;
   delete env.REDIS_URL;
   if (opts.redisUrl) env.REDIS_URL = opts.redisUrl;
-  let apiKey: string;
+  const apiKeys: string[] = [];
   try {
-    apiKey = await issueKey(dir, env);
+    // A few CLI processes at a time: each start costs more than its work.
+    const ids = Array.from({ length: opts.keys ?? 1 }, (_, i) => String(100000000000000001n + BigInt(i)));
+    for (let i = 0; i < ids.length; i += 4) {
+      apiKeys.push(...(await Promise.all(ids.slice(i, i + 4).map((id) => issueKey(dir, env, id)))));
+    }
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
@@ -106,5 +114,5 @@ export async function startGuildgate(opts: {
     await stop();
     throw err;
   }
-  return { child, url, apiKey, stop };
+  return { child, url, apiKey: apiKeys[0]!, apiKeys, stop };
 }

@@ -26,7 +26,8 @@ const DONE_FRAME = 'data: [DONE]\n\n';
 
 class BadResponse extends Error {}
 
-async function sendOne(pool: Pool, req: BenchRequest): Promise<{ total: number; firstByte: number }> {
+/** Sends one request and reads it to the end; throws unless it is a 200 with a complete body. */
+export async function sendOne(pool: Pool, req: BenchRequest): Promise<{ total: number; firstByte: number }> {
   const started = performance.now();
   const res = await pool.request({ method: 'POST', path: req.path, headers: req.headers, body: req.body });
   if (res.statusCode !== 200) {
@@ -51,7 +52,7 @@ async function sendOne(pool: Pool, req: BenchRequest): Promise<{ total: number; 
   return { total, firstByte };
 }
 
-function describe(err: unknown): string {
+export function describe(err: unknown): string {
   if (err instanceof BadResponse) return err.message;
   const e = err as { code?: unknown; message?: unknown };
   return `${typeof e.code === 'string' ? `${e.code}: ` : ''}${String(e.message ?? err)}`;
