@@ -54,6 +54,11 @@ export interface ReserveInput {
   weight: number;
   /** Upper bound on the prompt tokens. */
   promptTokens: number;
+  /**
+   * The most any provider may count for this prompt (its tokenizer may not be ours): at least
+   * `promptTokens`, typically the request's size in bytes. Bills above it are absurd. Default: `promptTokens`.
+   */
+  promptCeiling?: number;
   /** `max_tokens` the client asked for, or null. Ignored when `completions` is 0. */
   requestedMaxTokens: number | null;
   /** Completions the upstream generates: choices × prompts (0 for embeddings). */
@@ -245,7 +250,10 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
     allowance = Math.min(allowance, completionAllowance(caps[i]!, weight, granted, promptTokens, completions));
   }
   const maxCompletionTokens = completions ? Math.max(1, Math.min(cap, allowance)) : 0;
-  const bound = { promptTokens, completionTokens: maxCompletionTokens * completions };
+  const bound = {
+    promptTokens: Math.max(promptTokens, input.promptCeiling ?? 0),
+    completionTokens: maxCompletionTokens * completions,
+  };
   return { ticket, day, weight, maxCompletionTokens, bound, headers, caps, settled: false };
 }
 
@@ -273,9 +281,9 @@ export interface Used {
 }
 
 /**
- * What a request is billed for: what it used, but never more than its reservation's bound (the
- * prompt's upper bound, and the completion cap sent upstream times the completions). A count above
- * it is a provider's miscount or a text counted as bytes, and must not exhaust a member's day.
+ * What a request is billed for: what it used, but never more than its bound: the prompt's ceiling,
+ * and the completion cap sent upstream times the completions. A count above it is a provider's
+ * miscount (or delivered text counted as bytes), and must not exhaust a member's day.
  */
 export function billable(adm: Admission, used: Used): Used {
   return {

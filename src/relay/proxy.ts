@@ -385,6 +385,8 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
       model: call.modelName,
       weight: call.model.tokenWeight,
       promptTokens: call.promptTokens,
+      // No tokenizer counts more tokens than the text has bytes; images are in the estimate.
+      promptCeiling: Math.max(call.promptTokens, x.bodyBytes ?? 0),
       requestedMaxTokens: call.requestedMaxTokens,
       completions: call.completions,
     });

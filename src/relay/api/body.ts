@@ -66,8 +66,14 @@ const unreadable = (cause: unknown) =>
 
 const IDENTITY = /^\s*identity\s*$/i;
 
-/** The parsed body, or undefined when it is empty. A refused body is still drained, so the connection can answer. */
-export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+export interface JsonBody {
+  /** The parsed body; undefined when it is empty. */
+  value: unknown;
+  bytes: number;
+}
+
+/** Reads and parses the body. A refused body is still drained, so the connection can answer. */
+export function readJsonBody(req: IncomingMessage, limit: number): Promise<JsonBody> {
   return new Promise((resolve, reject) => {
     const encoding = req.headers['content-encoding'];
     if (encoding !== undefined && !IDENTITY.test(encoding)) {
@@ -94,11 +100,11 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
     });
     req.on('end', () => {
       if (failed) return;
-      if (size === 0) return resolve(undefined);
+      if (size === 0) return resolve({ value: undefined, bytes: 0 });
       const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).toString('utf8');
       if (nestsDeeperThan(text, MAX_JSON_DEPTH)) return fail(tooDeep());
       try {
-        resolve(JSON.parse(text));
+        resolve({ value: JSON.parse(text), bytes: size });
       } catch {
         fail(notJson());
       }

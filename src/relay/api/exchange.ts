@@ -20,6 +20,8 @@ export interface Exchange {
   auth?: AuthContext;
   /** Set once the request holds a request/minute point and a concurrency slot. */
   ticket?: Ticket;
+  /** Size of the request body, once read. */
+  bodyBytes?: number;
   /** The OpenAI error code of a refusal the relay sent itself (for metrics). */
   refusal?: string;
 }

@@ -60,7 +60,9 @@ export function createApiHandler(s: Services, opts: ApiOptions): (req: IncomingM
         const ticket = await takeTicket(s, x, auth);
         if (!ticket) return;
         x.ticket = ticket;
-        return route(x, await readJsonBody(req, bodyLimit));
+        const body = await readJsonBody(req, bodyLimit);
+        x.bodyBytes = body.bytes;
+        return route(x, body.value);
       }
     } else if (method === 'GET' || method === 'HEAD') {
       if (path === MODELS) return list(x);
