@@ -1,0 +1,151 @@
+// Relays an SSE answer as it arrives, reading the provider's usage on the way through. When the
+// client asked for usage itself, nothing is ever held back, so the upstream's bytes are written as
+// they come (no re-encoding); otherwise whole events are forwarded and the usage-only chunk the relay
+// asked for on the client's behalf is dropped.
+import type { ServerResponse } from 'node:http';
+import { UpstreamUnavailableError } from '../domain/errors.js';
+import type { UpstreamResponse } from '../domain/ports.js';
+import { SseParser } from '../domain/sse.js';
+import type { UsageStatus } from '../domain/types.js';
+import type { Services } from '../services.js';
+import type { Exchange } from './api/exchange.js';
+import { errorBody } from './errors.js';
+import type { RelayCall, Relayed } from './relay-call.js';
+import { parseObject, producedText, readUsage, type Usage } from './upstream-answer.js';
+
+const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
+/** An SSE event larger than this is not a model's answer: the stream is treated as broken. */
+const MAX_EVENT_CHARS = 4 * 1024 * 1024;
+/** Forwarded chunk data kept for counting before it is counted and dropped. */
+const FOLD_CHARS = 256 * 1024;
+/** A chunk whose `usage` is an object (not the `null` OpenAI puts in every other chunk). */
+const USAGE_OBJECT = /"usage"\s*:\s*\{/;
+
+function write(res: ServerResponse, data: string | Uint8Array): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
+  if (res.write(data)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+export async function relayStream(
+  s: Services,
+  x: Exchange,
+  r: UpstreamResponse,
+  call: RelayCall,
+  signal: AbortSignal,
+): Promise<Relayed> {
+  const { res } = x;
+  const clientWantsUsage =
+    (call.body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true;
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+  res.setHeader('cache-control', 'no-cache');
+  res.setHeader('connection', 'keep-alive');
+  res.setHeader('x-accel-buffering', 'no');
+
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  let pending = '';
+  /** Data of the forwarded chunks, parsed only if the delivered text has to be counted. */
+  let forwarded: string[] = [];
+  let forwardedChars = 0;
+  /** Tokens of forwarded text already counted (long streams are folded as they go). */
+  let deliveredTokens = 0;
+  const countForwarded = () => {
+    deliveredTokens += call.meter.text(forwarded.map((data) => producedText(parseObject(data))).join(''));
+    forwarded = [];
+    forwardedChars = 0;
+  };
+  let usage: Usage | null = null;
+  let failure: unknown = null;
+
+  /** Observes one raw event; returns what to forward of it (the event unchanged, or nothing). */
+  const handle = (raw: string): string => {
+    let forwardIt = true;
+    for (const ev of parser.push(raw)) {
+      if (ev.data === '[DONE]') continue;
+      // Only chunks carrying a usage object need parsing on the way through.
+      if (USAGE_OBJECT.test(ev.data)) {
+        const obj = parseObject(ev.data);
+        const u = readUsage(obj);
+        if (u) usage = u;
+        // The usage-only chunk we asked for on the client's behalf is not theirs to see.
+        if (u && !clientWantsUsage && Array.isArray(obj?.choices) && obj.choices.length === 0) {
+          forwardIt = false;
+          continue;
+        }
+      }
+      forwarded.push(ev.data);
+      forwardedChars += ev.data.length;
+      if (forwardedChars > FOLD_CHARS) countForwarded();
+    }
+    return forwardIt ? raw : '';
+  };
+
+  try {
+    for await (const chunk of r.body) {
+      pending += decoder.decode(chunk, { stream: true });
+      if (pending.length > MAX_EVENT_CHARS)
+        throw new UpstreamUnavailableError('The upstream sent an oversized SSE event.');
+      // The events of one upstream chunk leave in one socket write (headers go with the first).
+      let out = '';
+      for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
+        const end = m.index + m[0].length;
+        out += handle(pending.slice(0, end));
+        pending = pending.slice(end);
+      }
+      if (clientWantsUsage) await write(res, chunk);
+      else if (out) await write(res, out);
+    }
+    pending += decoder.decode();
+    if (pending) {
+      const rest = handle(pending);
+      if (!clientWantsUsage) await write(res, rest);
+    }
+  } catch (err) {
+    failure = err;
+  }
+
+  const aborted = signal.aborted;
+  if (failure && !aborted) {
+    s.log.warn({ err: failure, requestId: x.requestId }, 'upstream stream failed mid-way');
+    const body = errorBody(
+      'The upstream stream failed before completing. The partial response above is all that was received.',
+      'api_error',
+      'upstream_stream_error',
+    );
+    // Passed-through bytes may have ended inside an event: close it first.
+    const separator = clientWantsUsage && pending ? '\n\n' : '';
+    await write(res, `${separator}data: ${JSON.stringify(body)}\n\n`);
+  }
+  res.end();
+
+  const status: UsageStatus = aborted ? 'aborted' : failure ? 'upstream_error' : 'ok';
+  const complete = usage as Usage | null;
+  if (complete && !aborted && !failure) {
+    return {
+      status,
+      httpStatus: 200,
+      promptTokens: complete.prompt,
+      completionTokens: complete.completion,
+      estimated: false,
+    };
+  }
+  // No usage from the provider, or the stream ended early: charge what was delivered.
+  countForwarded();
+  return {
+    status,
+    httpStatus: 200,
+    promptTokens: complete?.prompt ?? call.promptTokens,
+    completionTokens: deliveredTokens,
+    estimated: true,
+  };
+}
