@@ -6,6 +6,7 @@
 #
 #   bench/shared-bench.sh memory [run.sh flags...]    # in-process limits
 #   bench/shared-bench.sh redis  [run.sh flags...]    # Redis limits on a redis-server started here
+#   GG_BENCH_STORE=/tmp/big.db bench/shared-bench.sh memory   # on a copy of a seeded store (npm run bench:seed)
 #
 # With `redis`, Redis's own CPU per relayed request is printed after the run (the bench samples only
 # the relay's pid), so cost moved into Redis stays visible.
@@ -57,6 +58,10 @@ cat >"$DIR/guildgate.json" <<JSON
   }
 }
 JSON
+if [ -n "${GG_BENCH_STORE:-}" ]; then
+  mkdir -p "$DIR/data"
+  cp "$GG_BENCH_STORE" "$DIR/data/guildgate.db"
+fi
 export GUILDGATE_CONFIG="$DIR/guildgate.json" LOG_LEVEL=warn
 KEY="$(cd "$DIR" && node "$REPO/bin/guildgate.mjs" keys issue --discord-id 100000000000000001 --json |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')"
