@@ -249,7 +249,7 @@ export class PromMetrics implements Metrics {
     }
     this.#upstreamErrors = new Counter({
       name: 'guildgate_upstream_errors_total',
-      help: 'Failed upstream calls by upstream and kind (connect, timeout, status_5xx, rate_limited, auth).',
+      help: 'Failed upstream calls by upstream and kind (connect, timeout, status_5xx, rate_limited, auth, mid_stream).',
       labelNames: ['upstream', 'kind'],
       registers: [registry],
     });

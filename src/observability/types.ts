@@ -3,7 +3,7 @@
 import type { UsageRecord } from '../domain/types.js';
 
 /** Why an upstream call counts as failed (for failover and alerting). */
-export type UpstreamErrorKind = 'connect' | 'timeout' | 'status_5xx' | 'rate_limited' | 'auth';
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'status_5xx' | 'rate_limited' | 'auth' | 'mid_stream';
 
 export interface Metrics {
   /** Every HTTP response the relay sent: `path` is classified into a bounded route label. */

@@ -96,7 +96,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
       const httpStatus = await relayUpstreamError(s, x, r, fwd.upstream);
       outcome = { ...outcome, status: httpStatus < 500 ? 'client_error' : 'upstream_error', httpStatus };
     } else if (call.stream && isSse) {
-      outcome = { ...(await relayStream(s, x, r, call, controller.signal)), upstream: fwd.upstream };
+      outcome = { ...(await relayStream(s, x, r, fwd.upstream, call, controller.signal)), upstream: fwd.upstream };
     } else {
       outcome = { ...(await relayJson(res, r, call)), upstream: fwd.upstream };
     }

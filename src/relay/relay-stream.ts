@@ -39,6 +39,7 @@ export async function relayStream(
   s: Services,
   x: Exchange,
   r: UpstreamResponse,
+  upstream: string,
   call: RelayCall,
   signal: AbortSignal,
 ): Promise<Relayed> {
@@ -116,7 +117,8 @@ export async function relayStream(
 
   const aborted = signal.aborted;
   if (failure && !aborted) {
-    s.log.warn({ err: failure, requestId: x.requestId }, 'upstream stream failed mid-way');
+    s.log.warn({ err: failure, requestId: x.requestId, upstream }, 'upstream stream failed mid-way');
+    s.metrics.upstreamError(upstream, 'mid_stream');
     const body = errorBody(
       'The upstream stream failed before completing. The partial response above is all that was received.',
       'api_error',

@@ -193,6 +193,24 @@ describe('metrics on the main port, behind GUILDGATE_METRICS_TOKEN', () => {
     }
   });
 
+  it('counts a stream the upstream breaks off mid-way as an upstream error of kind mid_stream', async () => {
+    const a = await t.issue();
+    const before = await settled();
+    upstream.next({ kind: 'fail-mid-stream', afterChunks: 1 });
+    const res = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${a.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: hello, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('upstream_stream_error');
+    const after = await settled();
+    const kind = { upstream: 'primary', kind: 'mid_stream' };
+    expect(
+      after.value('guildgate_upstream_errors_total', kind) - before.value('guildgate_upstream_errors_total', kind),
+    ).toBe(1);
+  });
+
   it('shows a relayed stream in flight while it runs, and not after the client leaves', async () => {
     const { key } = await t.issue();
     upstream.next({ kind: 'hang-after-first-chunk' });
