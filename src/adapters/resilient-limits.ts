@@ -2,7 +2,13 @@
 // limiters (same limits, per process), 'closed' refuses with 503. Only store failures count:
 // refusals are data, and RangeError/TypeError are caller bugs that must surface as they are.
 import { AppError, ServiceUnavailableError } from '../domain/errors.js';
-import type { BudgetReservation, ConcurrencyLimiter, RateLimiter, TokenBudget } from '../domain/ports.js';
+import type {
+  BudgetReservation,
+  ChargeableTokenBudget,
+  ConcurrencyLimiter,
+  RateLimiter,
+  TokenBudget,
+} from '../domain/ports.js';
 
 export interface LimitsLog {
   warn(obj: object, msg: string): void;
@@ -15,6 +21,14 @@ export interface Limiters {
   budget: TokenBudget;
 }
 
+export interface ResilientLimiters extends Limiters {
+  /**
+   * The store restarted (it may have come back empty, or from data older than its last writes):
+   * settles, releases and charges it acknowledged within `replayWindowMs` are sent again.
+   */
+  storeRestarted(): void;
+}
+
 export type FailurePolicy = 'open' | 'closed';
 
 export interface FailurePolicyOptions {
@@ -24,28 +38,47 @@ export interface FailurePolicyOptions {
   maxTracked?: number;
   /** Called for each call the primary failed (its store's fault), e.g. to count them in metrics. */
   onStoreFailure?: () => void;
+  /**
+   * How long settles, releases and charges the primary acknowledged are kept, to be sent again if
+   * it restarts from older data (AOF `appendfsync everysec` loses about the last second).
+   */
+  replayWindowMs?: number;
 }
 
 type SettleArgs = Parameters<TokenBudget['settle']>[0];
+type ChargeArgs = Parameters<ChargeableTokenBudget['charge']>[0];
 type ReleaseArgs = { subject: string; leaseId: string };
 
+/**
+ * `primary` is the shared store's: its budget should be a ChargeableTokenBudget, so the spend the
+ * fallback admitted reaches the store's ledgers (without `charge` it is only counted in-process).
+ */
 export function withFailurePolicy(
   primary: Limiters,
   fallback: Limiters,
   policy: FailurePolicy,
   log: LimitsLog,
   opts: FailurePolicyOptions = {},
-): Limiters {
+): ResilientLimiters {
   const maxTracked = opts.maxTracked ?? 100_000;
+  const primaryBudget = primary.budget as TokenBudget & Partial<ChargeableTokenBudget>;
+  const probeAfterMs = opts.probeAfterMs ?? 1_000;
   // Reservations and leases taken by the fallback are settled/released there, never on the primary.
-  const fallbackReservations = new BoundedSet(maxTracked);
-  const fallbackLeases = new BoundedSet(maxTracked);
+  // A reservation maps to whether it was settled yet: only its first settle is charged to the primary.
+  const fallbackReservations = new BoundedMap<boolean>(maxTracked);
+  const fallbackLeases = new BoundedMap<true>(maxTracked);
   // Settles of primary reservations and releases of primary leases that failed while the primary
   // was down, replayed once it is back. Both are idempotent on the primary, so a replay can never
   // charge twice or free someone else's slot; an unreplayed release would hold its slot until the TTL.
   const pendingSettles = new PendingCalls<SettleArgs>(maxTracked);
   const pendingReleases = new PendingCalls<ReleaseArgs>(maxTracked);
+  // What the fallback's reservations were settled at: spend the primary's ledgers must take in, or
+  // a member would get the day's budget again once the primary is back. Idempotent per request.
+  const pendingCharges = new PendingCalls<ChargeArgs>(maxTracked);
+  // What the primary acknowledged lately, for a restart that brings back older data.
+  const recent = new RecentCalls(opts.replayWindowMs ?? 60_000, maxTracked);
   let flushing = false;
+  let lastFlush = 0;
 
   const circuit = new Circuit(opts.probeAfterMs ?? 1_000, log, policy, opts.onStoreFailure, () => {
     log.info(
@@ -54,31 +87,52 @@ export function withFailurePolicy(
         droppedSettles: pendingSettles.takeDropped(),
         pendingReleases: pendingReleases.size,
         droppedReleases: pendingReleases.takeDropped(),
+        pendingCharges: pendingCharges.size,
+        droppedCharges: pendingCharges.takeDropped(),
       },
       'limiter store recovered; using it again',
     );
     void flushPending();
   });
 
+  const pendingCount = () => pendingReleases.size + pendingSettles.size + pendingCharges.size;
+
+  /**
+   * Resumes replays that stopped short (a ledger rebuild could not read the usage records). Runs
+   * after calls the primary answered; nothing to do, and no round trip, while nothing waits.
+   */
+  function kick(): void {
+    if (flushing || pendingCount() === 0 || Date.now() - lastFlush < probeAfterMs) return;
+    void flushPending();
+  }
+
   async function flushPending(): Promise<void> {
     if (flushing) return;
     flushing = true;
+    lastFlush = Date.now();
     try {
       // Releases first: a lease left behind refuses requests, a late settle only shifts a count.
-      const released = await replay(
+      (await replay(
         pendingReleases,
         (a) => primary.concurrency.release(a.subject, a.leaseId),
+        (k, a) => recent.add(k, { release: a }),
         (a) => ({ leaseId: a.leaseId }),
         'dropping a release the limiter store refused',
-      );
-      if (released) {
-        await replay(
+      )) &&
+        (await replay(
           pendingSettles,
           (a) => primary.budget.settle(a),
+          (k, a) => recent.add(k, { settle: a }),
           (a) => ({ requestId: a.requestId }),
           'dropping a settle the limiter store refused',
-        );
-      }
+        )) &&
+        (await replay(
+          pendingCharges,
+          (a) => primaryBudget.charge!(a),
+          (k, a) => recent.add(k, { charge: a }),
+          (a) => ({ requestId: a.requestId }),
+          'dropping a charge the limiter store refused',
+        ));
     } finally {
       flushing = false;
     }
@@ -88,6 +142,7 @@ export function withFailurePolicy(
   async function replay<A>(
     queue: PendingCalls<A>,
     call: (args: A) => Promise<unknown>,
+    done: (key: string, args: A) => void,
     logIds: (args: A) => object,
     dropMsg: string,
   ): Promise<boolean> {
@@ -95,13 +150,29 @@ export function withFailurePolicy(
       try {
         const r = await circuit.attempt(() => call(args));
         if (!r.ok) return false;
+        done(key, args);
       } catch (err) {
+        // The store holding usage records could not rebuild a ledger: keep it for a later try.
+        if (err instanceof ServiceUnavailableError) return false;
         // A caller error (queued without reaching the primary) would fail on every replay.
         log.warn({ ...logIds(args), error: (err as Error).message }, dropMsg);
       }
       queue.delete(key);
     }
     return true;
+  }
+
+  /** Sends a fallback reservation's charge to the primary now if it is up, else when it is back. */
+  async function charge(args: ChargeArgs): Promise<void> {
+    if (!primaryBudget.charge) return;
+    const key = budgetKey(args);
+    try {
+      const r = await circuit.attempt(() => primaryBudget.charge!(args));
+      if (r.ok) return recent.add(key, { charge: args });
+    } catch {
+      // The ledger could not be rebuilt (store down): retried with the other queued calls.
+    }
+    pendingCharges.add(key, args);
   }
 
   function degrade<T>(cause: unknown, useFallback: () => Promise<T>): Promise<T> {
@@ -120,7 +191,11 @@ export function withFailurePolicy(
   const rate: RateLimiter = {
     async consume(subject, perMinute) {
       const r = await circuit.attempt(() => primary.rate.consume(subject, perMinute));
-      return r.ok ? r.value : degrade(r.cause, () => fallback.rate.consume(subject, perMinute));
+      if (r.ok) {
+        kick();
+        return r.value;
+      }
+      return degrade(r.cause, () => fallback.rate.consume(subject, perMinute));
     },
   };
 
@@ -132,7 +207,7 @@ export function withFailurePolicy(
       // free it there once Redis is back. Releasing a lease that was never taken changes nothing.
       if (r.attempted) pendingReleases.add(leaseKey(subject, leaseId), { subject, leaseId });
       const res = await degrade(r.cause, () => fallback.concurrency.acquire(subject, leaseId, max, ttlMs));
-      if (res.ok) fallbackLeases.add(leaseKey(subject, leaseId));
+      if (res.ok) fallbackLeases.set(leaseKey(subject, leaseId), true);
       return res;
     },
     async release(subject, leaseId) {
@@ -140,7 +215,8 @@ export function withFailurePolicy(
       if (fallbackLeases.delete(key)) return fallback.concurrency.release(subject, leaseId);
       // Never refused: the caller is done either way, and the slot is freed once the primary is back.
       const r = await circuit.attempt(() => primary.concurrency.release(subject, leaseId));
-      if (!r.ok) pendingReleases.add(key, { subject, leaseId });
+      if (r.ok) recent.add(key, { release: { subject, leaseId } });
+      else pendingReleases.add(key, { subject, leaseId });
     },
   };
 
@@ -150,17 +226,31 @@ export function withFailurePolicy(
       if (r.ok) return r.value;
       // Likewise a reservation Redis may hold: settling it at 0 removes it, and does nothing if absent.
       const { subject, day, requestId } = args;
-      if (r.attempted) pendingSettles.add(requestId, { subject, day, requestId, actual: 0 });
+      const key = budgetKey(args);
+      if (r.attempted) pendingSettles.add(key, { subject, day, requestId, actual: 0 });
       const res: BudgetReservation = await degrade(r.cause, () => fallback.budget.reserve(args));
-      if (res.ok) fallbackReservations.add(args.requestId);
+      if (res.ok) fallbackReservations.set(key, false);
       return res;
     },
     async settle(args) {
+      const key = budgetKey(args);
       // Kept after settling: a repeated settle must reach the same ledger to be a no-op.
-      if (fallbackReservations.has(args.requestId)) return fallback.budget.settle(args);
+      const settled = fallbackReservations.get(key);
+      if (settled !== undefined) {
+        const at = Date.now();
+        const res = await fallback.budget.settle(args);
+        if (!settled) {
+          fallbackReservations.set(key, true);
+          if (args.actual > 0) await charge({ ...args, at });
+        }
+        return res;
+      }
       const r = await circuit.attempt(() => primary.budget.settle(args));
-      if (r.ok) return r.value;
-      pendingSettles.add(args.requestId, args);
+      if (r.ok) {
+        recent.add(key, { settle: args });
+        return r.value;
+      }
+      pendingSettles.add(key, args);
       return degrade(r.cause, async () => ({ used: await fallback.budget.used(args.subject, args.day) }));
     },
     async used(subject, day) {
@@ -169,7 +259,18 @@ export function withFailurePolicy(
     },
   };
 
-  return { rate, concurrency, budget };
+  function storeRestarted(): void {
+    const calls = recent.takeAll();
+    log.info({ replayed: calls.length }, 'limiter store restarted; sending its latest settles and releases again');
+    for (const [key, c] of calls) {
+      if (c.release) pendingReleases.add(key, c.release);
+      else if (c.settle) pendingSettles.add(key, c.settle);
+      else if (c.charge) pendingCharges.add(key, c.charge);
+    }
+    void flushPending();
+  }
+
+  return { rate, concurrency, budget, storeRestarted };
 }
 
 /** `attempted` is false when the call was skipped because the primary is known to be down. */
@@ -238,6 +339,44 @@ function leaseKey(subject: string, leaseId: string): string {
   return `${subject}\u0000${leaseId}`;
 }
 
+/** One request's entry on one ledger (a request reserves on its member's and on each cost cap's). */
+function budgetKey(a: { subject: string; day: string; requestId: string }): string {
+  return `${a.subject}\u0000${a.day}\u0000${a.requestId}`;
+}
+
+type Acknowledged = { release?: ReleaseArgs; settle?: SettleArgs; charge?: ChargeArgs };
+
+/**
+ * Calls the primary acknowledged within the last `windowMs` (at most `max`), oldest first. Only
+ * memory: nothing is sent to the store unless it restarts.
+ */
+class RecentCalls {
+  /** By kind and key: a request's settle of 0 and its charge share a key, and both count. */
+  readonly #calls = new Map<string, { at: number; key: string; call: Acknowledged }>();
+  constructor(
+    private readonly windowMs: number,
+    private readonly max: number,
+  ) {}
+
+  add(key: string, call: Acknowledged): void {
+    const now = Date.now();
+    const id = `${Object.keys(call)[0]}\u0000${key}`;
+    // Oldest first; a call seen again moves to the end.
+    this.#calls.delete(id);
+    for (const [k, v] of this.#calls) {
+      if (this.#calls.size < this.max && now - v.at <= this.windowMs) break;
+      this.#calls.delete(k);
+    }
+    this.#calls.set(id, { at: now, key, call });
+  }
+
+  takeAll(): Array<[string, Acknowledged]> {
+    const out = [...this.#calls.values()].map((v): [string, Acknowledged] => [v.key, v.call]);
+    this.#calls.clear();
+    return out;
+  }
+}
+
 /**
  * Calls waiting for the primary, keyed so a repeated call replaces its earlier copy. Beyond `max`
  * the oldest are forgotten (and counted) so an outage cannot grow memory without bound.
@@ -276,24 +415,24 @@ class PendingCalls<A> {
   }
 }
 
-/** A set that forgets its oldest entries beyond `max`, so an outage cannot grow memory without bound. */
-class BoundedSet {
-  readonly #items = new Set<string>();
+/** A map that forgets its oldest entries beyond `max`, so an outage cannot grow memory without bound. */
+class BoundedMap<V> {
+  readonly #items = new Map<string, V>();
   constructor(private readonly max: number) {}
 
-  add(item: string): void {
-    if (this.#items.size >= this.max) {
-      const oldest = this.#items.values().next().value;
+  set(key: string, value: V): void {
+    if (!this.#items.has(key) && this.#items.size >= this.max) {
+      const oldest = this.#items.keys().next().value;
       if (oldest !== undefined) this.#items.delete(oldest);
     }
-    this.#items.add(item);
+    this.#items.set(key, value);
   }
 
-  has(item: string): boolean {
-    return this.#items.has(item);
+  get(key: string): V | undefined {
+    return this.#items.get(key);
   }
 
-  delete(item: string): boolean {
-    return this.#items.delete(item);
+  delete(key: string): boolean {
+    return this.#items.delete(key);
   }
 }

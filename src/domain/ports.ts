@@ -116,11 +116,29 @@ export interface TokenBudget {
   }): Promise<BudgetReservation>;
   /**
    * Replaces the reservation of `requestId` by `actual`. Idempotent: a second settle of the same
-   * request changes nothing. Settling an unknown reservation charges `actual` once.
+   * request changes nothing, and so does settling a reservation that is not held (never made,
+   * already settled, or lost with the store): no marker of settled requests is kept.
    */
   settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }>;
   /** Tokens used + reserved on `day`. */
   used(subject: string, day: string): Promise<number>;
+}
+
+/** A budget that can take in spend another limiter admitted: what a failure policy replays onto its store. */
+export interface ChargeableTokenBudget extends TokenBudget {
+  /**
+   * Adds `actual` spent elsewhere (e.g. admitted by an insurance limiter while this one was
+   * unreachable), at most once per subject, day and `requestId`, whatever the limit. `at` (epoch ms)
+   * is when it was spent: a ledger rebuilt from the usage records after that counts it already and
+   * is left as it is. Returns the day's used total.
+   */
+  charge(args: {
+    subject: string;
+    day: string;
+    requestId: string;
+    actual: number;
+    at: number;
+  }): Promise<{ used: number }>;
 }
 
 /** Tells every replica that a key's record changed, so in-process caches drop it. */

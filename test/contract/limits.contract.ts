@@ -2,12 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BudgetHistory } from '../../src/adapters/memory/limits.js';
-import type { ConcurrencyLimiter, KeyEvents, RateLimiter, TokenBudget } from '../../src/domain/ports.js';
+import type { ChargeableTokenBudget, ConcurrencyLimiter, KeyEvents, RateLimiter } from '../../src/domain/ports.js';
 
 export interface LimitsUnderTest {
   rate: RateLimiter;
   concurrency: ConcurrencyLimiter;
-  budget: TokenBudget;
+  budget: ChargeableTokenBudget;
   events: KeyEvents;
   cleanup(): Promise<void>;
 }
@@ -277,6 +277,45 @@ export function runLimitsContract(
         expect(results.filter((r) => r.ok)).toHaveLength(3);
         expect(await budget.used(subject, day)).toBe(990);
         expect(calls).toBeGreaterThanOrEqual(1);
+      });
+
+      it('charge adds spend made elsewhere once per request, past the limit if need be', async () => {
+        const { budget } = await limits();
+        const subject = unique('budget-charge');
+        const at = Date.now();
+        await budget.reserve(reserveArgs(subject, 'held', 10, 100));
+        expect(await budget.charge({ subject, day, requestId: 'away-1', actual: 950, at })).toEqual({ used: 1050 });
+        // Retried (a replay sent again): nothing more.
+        expect(await budget.charge({ subject, day, requestId: 'away-1', actual: 950, at })).toEqual({ used: 1050 });
+        // The reservation held is untouched and settles as usual; the day is spent for new requests.
+        expect(await budget.settle({ subject, day, requestId: 'held', actual: 20 })).toEqual({ used: 970 });
+        expect(await budget.reserve(reserveArgs(subject, 'next', 40, 40))).toMatchObject({ ok: false, used: 970 });
+        // Per subject and day: the same request id elsewhere is another charge.
+        expect(await budget.charge({ subject, day: '2030-01-16', requestId: 'away-1', actual: 5, at })).toEqual({
+          used: 5,
+        });
+        await expect(budget.charge({ subject, day, requestId: 'bad', actual: -1, at })).rejects.toThrow(RangeError);
+      });
+
+      it('a ledger rebuilt from history after a charge was spent does not add it again', async () => {
+        const subject = unique('budget-charge-rebuilt');
+        const today = new Date().toISOString().slice(0, 10);
+        // The usage records hold 700, the charged request's 200 included.
+        const { budget } = await build({ history: async (s) => (s === subject ? 700 : 0) });
+        const spentAt = Date.now() - 1_000;
+        expect(await budget.charge({ subject, day: today, requestId: 'before', actual: 200, at: spentAt })).toEqual({
+          used: 700,
+        });
+        // Spent after the rebuild: not in what it read.
+        expect(
+          await budget.charge({ subject, day: today, requestId: 'after', actual: 50, at: Date.now() + 1 }),
+        ).toEqual({
+          used: 750,
+        });
+        // A day that did not begin before the limiter's state was never lost: counted from zero.
+        expect(
+          await budget.charge({ subject, day: '2030-02-01', requestId: 'later', actual: 30, at: spentAt }),
+        ).toEqual({ used: 30 });
       });
 
       it('reserving again under the same requestId returns the first grant', async () => {

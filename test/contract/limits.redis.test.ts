@@ -3,13 +3,21 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, redactRedisUrl, waitForReady } from '../../src/adapters/redis/client.js';
+import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
+import {
+  createRedis,
+  type RedisClient,
+  redactRedisUrl,
+  waitForReady,
+  watchRestarts,
+} from '../../src/adapters/redis/client.js';
 import {
   RedisConcurrencyLimiter,
   RedisKeyEvents,
   RedisRateLimiter,
   RedisTokenBudget,
 } from '../../src/adapters/redis/limits.js';
+import { withFailurePolicy } from '../../src/adapters/resilient-limits.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { runLimitsContract } from './limits.contract.js';
 
@@ -123,6 +131,152 @@ describe('redis limits: keys', () => {
     } finally {
       client.disconnect();
       await own.stop();
+    }
+  });
+});
+
+describe('failure policy on Redis: spend and acknowledgements across an outage', () => {
+  const quiet = { warn() {}, info() {} };
+  const today = () => new Date().toISOString().slice(0, 10);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+    for (let i = 0; i < 300; i++) {
+      if (await check().catch(() => false)) return;
+      await sleep(50);
+    }
+    throw new Error(`timed out waiting for: ${what}`);
+  }
+
+  /** The policy over a real Redis (own server) and in-process insurance limiters, as production wires them. */
+  async function setup(history?: (subject: string, day: string) => Promise<number>) {
+    const own = await startRedis();
+    const client = createRedis(own.url, { commandTimeoutMs: 200 });
+    await waitForReady(client, 10_000);
+    const primary = {
+      rate: new RedisRateLimiter(client),
+      concurrency: new RedisConcurrencyLimiter(client),
+      budget: new RedisTokenBudget(client, history),
+    };
+    const fallback = {
+      rate: new MemoryRateLimiter(),
+      concurrency: new MemoryConcurrencyLimiter(),
+      budget: new MemoryTokenBudget(history),
+    };
+    const limits = withFailurePolicy(primary, fallback, 'open', quiet, { probeAfterMs: 100 });
+    /** Any limiter call probes Redis; the replays follow the recovery. */
+    const probe = () => limits.rate.consume(`probe-${Math.random()}`, 1000).then(() => true);
+    const ledger = (subject: string, day: string) => client.hgetall(`gg:budget:{${subject}:${day}}`);
+    return { own, client, limits, probe, ledger };
+  }
+
+  async function teardown(own: RedisServer, client: RedisClient) {
+    client.disconnect();
+    await own.stop();
+  }
+
+  it('Redis unreachable, data kept: what the fallback admitted reaches the ledger once', async () => {
+    const { own, client, limits, probe, ledger } = await setup();
+    const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1]);
+    const subject = 'user:kept';
+    const day = today();
+    try {
+      await limits.budget.reserve({ subject, day, requestId: 'r0', min: 1, max: 100, limit: 1000 });
+      await limits.budget.settle({ subject, day, requestId: 'r0', actual: 40 });
+      process.kill(pid, 'SIGSTOP');
+      try {
+        // Times out on Redis (which runs it once it resumes), then admitted by the fallback.
+        expect(await limits.budget.reserve({ subject, day, requestId: 'r1', min: 1, max: 300, limit: 1000 })).toEqual({
+          ok: true,
+          granted: 300,
+          used: 300,
+          limit: 1000,
+        });
+        await limits.budget.settle({ subject, day, requestId: 'r1', actual: 250 });
+        // Settling again on the fallback charges nothing more.
+        await limits.budget.settle({ subject, day, requestId: 'r1', actual: 999 });
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await eventually(
+        async () => (await probe()) && JSON.stringify(await ledger(subject, day)) === '{"used":"290","c:r1":"250"}',
+        'the outage spend on the Redis ledger, and the late reservation given back',
+      );
+      // A replay sent again (a restart that lost nothing) changes nothing.
+      limits.storeRestarted();
+      await sleep(300);
+      expect(await ledger(subject, day)).toEqual({ used: '290', 'c:r1': '250' });
+      expect(
+        await limits.budget.reserve({ subject, day, requestId: 'r2', min: 720, max: 720, limit: 1000 }),
+      ).toMatchObject({ ok: false, used: 290 });
+    } finally {
+      await teardown(own, client);
+    }
+  });
+
+  it('Redis restarted empty: the day is rebuilt from the records, which hold the outage spend already', async () => {
+    const records = new Map<string, number>();
+    const { own, client, limits, probe, ledger } = await setup(async (s) => records.get(s) ?? 0);
+    const subject = 'user:lost';
+    const cap = 'cap:tokens:relay';
+    const day = today();
+    const spend = async (requestId: string, actual: number) => {
+      for (const s of [subject, cap]) {
+        expect((await limits.budget.reserve({ subject: s, day, requestId, min: 1, max: 500, limit: 10_000 })).ok).toBe(
+          true,
+        );
+      }
+      for (const s of [subject, cap]) {
+        await limits.budget.settle({ subject: s, day, requestId, actual });
+        records.set(s, (records.get(s) ?? 0) + actual);
+      }
+    };
+    try {
+      await spend('before', 100);
+      await own.kill();
+      await eventually(async () => client.status !== 'ready', 'client notices the crash');
+      await spend('during', 250);
+      await own.restart();
+      await waitForReady(client, 15_000);
+      await eventually(
+        async () =>
+          (await probe()) &&
+          (await ledger(subject, day)).used !== undefined &&
+          (await ledger(cap, day)).used !== undefined,
+        'ledgers back in Redis',
+      );
+      await sleep(300);
+      // 350 in the records; adding the replayed 250 again would make it 600.
+      for (const s of [subject, cap]) expect(Number((await ledger(s, day)).used), s).toBe(350);
+    } finally {
+      await teardown(own, client);
+    }
+  });
+
+  it('Redis restarted from older data: acknowledged settles and releases are sent again', async () => {
+    const { own, client, limits, ledger } = await setup();
+    watchRestarts(client, () => limits.storeRestarted());
+    const subject = 'user:stale';
+    const day = today();
+    const leases = `gg:conc:{${subject}}`;
+    try {
+      await sleep(200); // The first run_id is known.
+      expect((await limits.concurrency.acquire(subject, 'l1', 1, 600_000)).ok).toBe(true);
+      await limits.budget.reserve({ subject, day, requestId: 'r1', min: 1, max: 100, limit: 1000 });
+      await client.save();
+      await limits.budget.settle({ subject, day, requestId: 'r1', actual: 30 });
+      await limits.concurrency.release(subject, 'l1');
+      await own.kill();
+      await own.restart();
+      await waitForReady(client, 15_000);
+      // The snapshot brought back the reservation and the lease; the replay takes them away again.
+      await eventually(
+        async () =>
+          (await client.zcard(leases)) === 0 && JSON.stringify(await ledger(subject, day)) === '{"used":"30"}',
+        'stale reservation settled and stale lease released',
+      );
+      expect((await limits.concurrency.acquire(subject, 'l2', 1, 600_000)).ok).toBe(true);
+    } finally {
+      await teardown(own, client);
     }
   });
 });

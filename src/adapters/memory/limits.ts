@@ -5,11 +5,11 @@ import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { shiftDay } from '../../domain/budget-day.js';
 import type {
   BudgetReservation,
+  ChargeableTokenBudget,
   ConcurrencyLimiter,
   KeyEvents,
   RateDecision,
   RateLimiter,
-  TokenBudget,
 } from '../../domain/ports.js';
 
 export class MemoryRateLimiter implements RateLimiter {
@@ -126,6 +126,10 @@ interface DayLedger {
   used: number;
   /** requestId → tokens reserved and not yet settled. Settled requests leave no trace. */
   reserved: Map<string, number>;
+  /** Requests whose spend elsewhere was added by `charge` (created on the first one). */
+  charged?: Set<string>;
+  /** When the ledger was rebuilt from the usage records (epoch ms), if it was. */
+  rebuiltAt?: number;
 }
 
 /** Today's spend of a subject according to the durable usage records. */
@@ -139,7 +143,7 @@ export function mayHaveLostDay(day: string, since: number): boolean {
   return since > Date.parse(`${day}T00:00:00Z`) - 14 * 3600_000;
 }
 
-export class MemoryTokenBudget implements TokenBudget {
+export class MemoryTokenBudget implements ChargeableTokenBudget {
   /** day → subject → ledger. */
   readonly #days = new Map<string, Map<string, DayLedger>>();
   #newestDay = '';
@@ -181,6 +185,26 @@ export class MemoryTokenBudget implements TokenBudget {
     return { used: ledger.used };
   }
 
+  async charge(args: {
+    subject: string;
+    day: string;
+    requestId: string;
+    actual: number;
+    at: number;
+  }): Promise<{ used: number }> {
+    checkBudgetArgs(args);
+    if (!(Number.isSafeInteger(args.at) && args.at >= 0)) throw new RangeError('charge time must be epoch ms');
+    const ledger = this.#find(args.subject, args.day) ?? (await this.#create(args.subject, args.day));
+    // A rebuild after the spend counted it already.
+    if (ledger.rebuiltAt !== undefined && ledger.rebuiltAt > args.at) return { used: ledger.used };
+    ledger.charged ??= new Set();
+    if (!ledger.charged.has(args.requestId)) {
+      ledger.charged.add(args.requestId);
+      ledger.used += args.actual;
+    }
+    return { used: ledger.used };
+  }
+
   async used(subject: string, day: string): Promise<number> {
     checkBudgetArgs({ day });
     return this.#find(subject, day)?.used ?? 0;
@@ -195,8 +219,13 @@ export class MemoryTokenBudget implements TokenBudget {
     let pending = this.#seeding.get(id);
     if (!pending) {
       pending = (async () => {
-        const spent = this.history && mayHaveLostDay(day, this.#startedAt) ? await this.history(subject, day) : 0;
-        return this.#find(subject, day) ?? this.#insert(subject, day, spent);
+        if (!this.history || !mayHaveLostDay(day, this.#startedAt)) {
+          return this.#find(subject, day) ?? this.#insert(subject, day, 0);
+        }
+        const spent = await this.history(subject, day);
+        // Taken after the read, as the Redis adapter does (see its #seed).
+        const rebuiltAt = Date.now();
+        return this.#find(subject, day) ?? Object.assign(this.#insert(subject, day, spent), { rebuiltAt });
       })().finally(() => this.#seeding.delete(id));
       this.#seeding.set(id, pending);
     }

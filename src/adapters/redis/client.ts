@@ -156,3 +156,34 @@ function hostPort(defaultPort: number): (hp: string) => { host: string; port: nu
     return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
   };
 }
+
+/**
+ * Calls `onRestart` when the client reconnects to a Redis that is not the process it last talked
+ * to (its `run_id` changed: a restart, or a failover), which may hold older data than it
+ * acknowledged. Checked once per (re)connection, never per command.
+ */
+export function watchRestarts(client: RedisClient, onRestart: () => void): void {
+  let known: string | null = null;
+  const check = () => {
+    runIds(client).then(
+      (ids) => {
+        if (known !== null && ids !== known) onRestart();
+        known = ids;
+      },
+      () => {
+        // Unknown this time; the next reconnection checks again.
+      },
+    );
+  };
+  client.on('ready', check);
+  if (client.status === 'ready') check();
+}
+
+async function runIds(client: RedisClient): Promise<string> {
+  const nodes = client instanceof Cluster ? client.nodes('master') : [client];
+  const infos = await Promise.all(nodes.map((n) => n.info('server')));
+  return infos
+    .map((i) => /run_id:(\w+)/.exec(i)?.[1] ?? '')
+    .sort()
+    .join(',');
+}

@@ -5,11 +5,11 @@ import { Cluster } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type {
   BudgetReservation,
+  ChargeableTokenBudget,
   ConcurrencyLimiter,
   KeyEvents,
   RateDecision,
   RateLimiter,
-  TokenBudget,
 } from '../../domain/ports.js';
 import { type BudgetHistory, checkBudgetArgs, decision, mayHaveLostDay } from '../memory/limits.js';
 import type { RedisClient } from './client.js';
@@ -22,9 +22,25 @@ export class RedisRateLimiter implements RateLimiter {
   constructor(
     private readonly client: RedisClient,
     private readonly keyPrefix = 'gg:rl',
-  ) {}
+  ) {
+    // Each limiter defines its Lua command on the client when built. An auto-pipeline copies the
+    // client's commands when it opens, so one opened earlier in the same tick (e.g. by a replay
+    // after an outage) would lack it and throw: define it now, before any command is sent.
+    this.#limiter(1);
+  }
 
   async consume(subject: string, perMinute: number): Promise<RateDecision> {
+    const limiter = this.#limiter(perMinute);
+    try {
+      return decision(true, perMinute, await limiter.consume(`{${subject}}`));
+    } catch (err) {
+      // A RateLimiterRes is "over the limit"; anything else is a store failure for the caller.
+      if (err instanceof RateLimiterRes) return decision(false, perMinute, err);
+      throw err;
+    }
+  }
+
+  #limiter(perMinute: number): RateLimiterRedis {
     let limiter = this.#limiters.get(perMinute);
     if (!limiter) {
       limiter = new RateLimiterRedis({
@@ -37,13 +53,7 @@ export class RedisRateLimiter implements RateLimiter {
       });
       this.#limiters.set(perMinute, limiter);
     }
-    try {
-      return decision(true, perMinute, await limiter.consume(`{${subject}}`));
-    } catch (err) {
-      // A RateLimiterRes is "over the limit"; anything else is a store failure for the caller.
-      if (err instanceof RateLimiterRes) return decision(false, perMinute, err);
-      throw err;
-    }
+    return limiter;
   }
 }
 
@@ -62,7 +72,8 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonu
 end
 return {0, redis.call('ZCARD', KEYS[1])}`;
 
-// KEYS[1] day ledger hash (fields: used, r:<requestId> reserved); ARGV requestId, min, max, limit,
+// KEYS[1] day ledger hash (fields: used; r:<requestId> reserved; c:<requestId> charged elsewhere, see
+// CHARGE; rebuilt: when it was rebuilt from the usage records, epoch ms); ARGV requestId, min, max, limit,
 // expireAtSec. Returns {ok, granted, used}, or {-1, 0, 0} when the ledger does not exist yet (a new
 // day, or Redis lost it): the caller creates it, from history if need be, and asks again.
 // Grant rule mirrors the in-process adapter: refuse when nothing is left or less than min fits.
@@ -78,8 +89,12 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], granted)
 redis.call('EXPIREAT', KEYS[1], ARGV[5])
 return {1, granted, used}`;
 
-// KEYS[1] day ledger hash; ARGV used, expireAtSec. Creates the ledger unless another replica did.
-const SEED = `if redis.call('HSETNX', KEYS[1], 'used', ARGV[1]) == 1 then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+// KEYS[1] day ledger hash; ARGV used, expireAtSec, rebuiltAtMs (0: not rebuilt from history).
+// Creates the ledger unless another replica did.
+const SEED = `if redis.call('HSETNX', KEYS[1], 'used', ARGV[1]) == 1 then
+  if ARGV[3] ~= '0' then redis.call('HSET', KEYS[1], 'rebuilt', ARGV[3]) end
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+end
 return 1`;
 
 // KEYS[1] day ledger hash; ARGV requestId, actual, expireAtSec. Returns used.
@@ -90,6 +105,18 @@ if not reserved then return tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - tonumber(reserved))
 redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return used`;
+
+// KEYS[1] day ledger hash; ARGV requestId, actual, atMs, expireAtSec. Returns used, or -1 when the
+// ledger does not exist (the caller creates it and asks again). Adds spend made elsewhere once per
+// request (the c: field stays with the ledger, so only such charges leave a trace), unless the
+// ledger was rebuilt from the usage records after it was spent: the rebuild counted it already.
+const CHARGE = `if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
+if tonumber(redis.call('HGET', KEYS[1], 'rebuilt') or '0') > tonumber(ARGV[3]) then return used end
+if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], ARGV[2]) == 0 then return used end
+used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]))
+redis.call('EXPIREAT', KEYS[1], ARGV[4])
 return used`;
 
 /** The scripts above, as ioredis `defineCommand` adds them to the client. */
@@ -103,7 +130,8 @@ interface LimitCommands {
     limit: number,
     expireAtSec: number,
   ): Promise<[number, number, number]>;
-  ggBudgetSeed(key: string, used: number, expireAtSec: number): Promise<number>;
+  ggBudgetSeed(key: string, used: number, expireAtSec: number, rebuiltAtMs: number): Promise<number>;
+  ggBudgetCharge(key: string, requestId: string, actual: number, atMs: number, expireAtSec: number): Promise<number>;
   ggBudgetSettle(key: string, requestId: string, actual: number, expireAtSec: number): Promise<number>;
 }
 
@@ -113,6 +141,7 @@ function withCommands(client: RedisClient): LimitCommands {
   client.defineCommand('ggBudgetReserve', { numberOfKeys: 1, lua: RESERVE });
   client.defineCommand('ggBudgetSeed', { numberOfKeys: 1, lua: SEED });
   client.defineCommand('ggBudgetSettle', { numberOfKeys: 1, lua: SETTLE });
+  client.defineCommand('ggBudgetCharge', { numberOfKeys: 1, lua: CHARGE });
   return client as unknown as LimitCommands;
 }
 
@@ -151,7 +180,7 @@ const LEDGERS_SINCE_KEY = 'gg:budget:since';
 /** A ledger that vanishes again right after being created means Redis is losing data. */
 const MAX_SEED_ATTEMPTS = 2;
 
-export class RedisTokenBudget implements TokenBudget {
+export class RedisTokenBudget implements ChargeableTokenBudget {
   readonly #commands: LimitCommands;
 
   constructor(
@@ -198,6 +227,25 @@ export class RedisTokenBudget implements TokenBudget {
     return { used };
   }
 
+  async charge(args: {
+    subject: string;
+    day: string;
+    requestId: string;
+    actual: number;
+    at: number;
+  }): Promise<{ used: number }> {
+    checkBudgetArgs(args);
+    if (!(Number.isSafeInteger(args.at) && args.at >= 0)) throw new RangeError('charge time must be epoch ms');
+    const key = budgetKey(args.subject, args.day);
+    const expireAt = expireAtSec(args.day);
+    for (let attempt = 0; ; attempt++) {
+      const used = await this.#commands.ggBudgetCharge(key, args.requestId, args.actual, args.at, expireAt);
+      if (used !== -1) return { used };
+      if (attempt === MAX_SEED_ATTEMPTS) throw new Error('the budget ledger keeps disappearing from Redis');
+      await this.#seed(key, args.subject, args.day, expireAt);
+    }
+  }
+
   async used(subject: string, day: string): Promise<number> {
     checkBudgetArgs({ day });
     return Number((await this.client.hget(budgetKey(subject, day), 'used')) ?? 0);
@@ -205,12 +253,18 @@ export class RedisTokenBudget implements TokenBudget {
 
   async #seed(key: string, subject: string, day: string, expireAt: number): Promise<void> {
     let spent = 0;
+    let rebuiltAt = 0;
     if (this.history) {
       await this.client.set(LEDGERS_SINCE_KEY, Date.now(), 'NX');
       const since = Number(await this.client.get(LEDGERS_SINCE_KEY));
-      if (!(since > 0) || mayHaveLostDay(day, since)) spent = await this.history(subject, day);
+      if (!(since > 0) || mayHaveLostDay(day, since)) {
+        spent = await this.history(subject, day);
+        // Taken after the read: whatever was spent before this moment may be in it, so a charge
+        // made earlier is never added on top (at worst one still unwritten is missed).
+        rebuiltAt = Date.now();
+      }
     }
-    await this.#commands.ggBudgetSeed(key, spent, expireAt);
+    await this.#commands.ggBudgetSeed(key, spent, expireAt, rebuiltAt);
   }
 }
 

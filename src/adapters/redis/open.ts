@@ -8,7 +8,7 @@ import {
   MemoryTokenBudget,
 } from '../memory/limits.js';
 import { type FailurePolicy, withFailurePolicy } from '../resilient-limits.js';
-import { createRedis, redactRedisUrl, waitForReady } from './client.js';
+import { createRedis, redactRedisUrl, waitForReady, watchRestarts } from './client.js';
 import { RedisConcurrencyLimiter, RedisKeyEvents, RedisRateLimiter, RedisTokenBudget } from './limits.js';
 
 const STARTUP_WAIT_MS = 5_000;
@@ -16,6 +16,9 @@ const STARTUP_WAIT_MS = 5_000;
 /** `history` rebuilds a day's budget ledger that Redis (or the insurance limiter) does not hold. */
 export async function openRedisLimits(url: string, policy: FailurePolicy, log: Logger, history: BudgetHistory) {
   const client = createRedis(url);
+  // Before the first connection, so the first run_id is known and a later restart is seen.
+  let restarted = () => {};
+  watchRestarts(client, () => restarted());
   try {
     await waitForReady(client, STARTUP_WAIT_MS);
   } catch {
@@ -39,6 +42,7 @@ export async function openRedisLimits(url: string, policy: FailurePolicy, log: L
     policy,
     log,
   );
+  restarted = () => limiters.storeRestarted();
   return {
     ...limiters,
     // Failed-auth counters share the request limiter; their subjects (`ip:`) never collide with keys.
