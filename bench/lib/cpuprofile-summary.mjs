@@ -24,9 +24,8 @@ profile.samples.forEach((id, i) => {
 
 const OWN = /\/(dist|src|bot)\//;
 const where = (url) =>
-  url
-    .replace(/^.*node_modules\/((@[^/]+\/)?[^/]+)\/.*$/, 'npm:$1')
-    .replace(/^.*\/(dist|src|bot)\//, '$1/') || '(native)';
+  url.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+)\/.*$/, 'npm:$1').replace(/^.*\/(dist|src|bot)\//, '$1/') ||
+  '(native)';
 const label = (cf) => `${cf.functionName || '(anonymous)'} ${where(cf.url)}:${cf.lineNumber + 1}`;
 
 const byFunction = new Map();
