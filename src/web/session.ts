@@ -54,7 +54,8 @@ export function createSessions(s: Services, secret: string, ttlMs: number): Sess
     const file = sqliteFile(s.config);
     // With MongoDB and no Redis the file holds the sessions alone, and may not exist yet.
     mkdirSync(dirname(file), { recursive: true });
-    const sqlite = new SqliteSessionStore(file, ttlMs);
+    // With the SQLite store on the same file, its checkpoint thread checkpoints for this connection too.
+    const sqlite = new SqliteSessionStore(file, ttlMs, { checkpointedElsewhere: s.backends.store === 'sqlite' });
     store = sqlite;
     close = async () => sqlite.close();
   }
