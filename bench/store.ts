@@ -21,6 +21,8 @@ const { values } = parseArgs({
     'no-worker': { type: 'boolean', default: false },
     /** Rows per purge statement, instead of the store's default. */
     'purge-batch': { type: 'string' },
+    /** Skip the flushes written on the event loop (the comparison run before the writer thread's). */
+    'no-sync-flushes': { type: 'boolean', default: false },
   },
 });
 if (values.file === undefined) throw new Error('--file PATH is required (a store from npm run bench:seed)');
@@ -42,20 +44,26 @@ const walBytes = (): number => {
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 const histogram = monitorEventLoopDelay({ resolution: 1 });
-/** Wall time of `work` and the longest the event loop was stuck while it ran. */
+/**
+ * Wall time of `work`, the longest the event loop was stuck while it ran, and how long the loop was
+ * busy in all (event-loop utilization's active time: unlike the delay, it excludes waiting for a CPU
+ * on a loaded machine).
+ */
 async function measure<T>(
   work: () => Promise<T>,
-): Promise<{ ms: number; stallMs: number; p99StallMs: number; value: T }> {
+): Promise<{ ms: number; stallMs: number; p99StallMs: number; busyMs: number; value: T }> {
   histogram.reset();
   histogram.enable();
   await sleep(5);
+  const elu = performance.eventLoopUtilization();
   const t0 = performance.now();
   const value = await work();
   const ms = performance.now() - t0;
   // The delay of a synchronous stretch is recorded when the loop turns again.
   await sleep(5);
+  const busyMs = performance.eventLoopUtilization(elu).active;
   histogram.disable();
-  return { ms, stallMs: histogram.max / 1e6, p99StallMs: histogram.percentile(99) / 1e6, value };
+  return { ms, stallMs: histogram.max / 1e6, p99StallMs: histogram.percentile(99) / 1e6, busyMs, value };
 }
 
 const fmt = (n: number) => n.toFixed(1);
@@ -85,10 +93,43 @@ function flushBatch(): UsageRecord[] {
 }
 
 console.log(`store ${file}: ${mb(statSync(file).size)}, WAL ${mb(walBytes())}`);
-const store = SqliteStore.open(file, {
-  ...(values['no-worker'] ? { checkpoints: false } : {}),
+const storeOptions = {
+  ...(values['no-worker'] ? { checkpoints: false as const } : {}),
   ...(values['purge-batch'] ? { purgeBatchRows: Number(values['purge-batch']) } : {}),
-});
+};
+
+/**
+ * Flushes of 500 records, each for a random user among all of them: the recorder's worst case, a
+ * page of usage_requests_by_user and of usage_daily per record.
+ */
+async function flushes(label: string, store: SqliteStore): Promise<void> {
+  const times: number[] = [];
+  const stalls: number[] = [];
+  const busy: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const batch = flushBatch();
+    const r = await measure(() => store.insertUsage(batch, utcDay));
+    times.push(r.ms);
+    stalls.push(r.stallMs);
+    busy.push(r.busyMs);
+    // Requests arrive between flushes; give the checkpointer its usual room.
+    await sleep(300);
+  }
+  console.log(
+    `flush of 500 records over ${users} users, ${label}, ${repeats} runs: time p50 ${fmt(percentile(times, 50))} ms, ` +
+      `max ${fmt(Math.max(...times))} ms; loop stall p50 ${fmt(percentile(stalls, 50))} ms, max ${fmt(Math.max(...stalls))} ms; ` +
+      `loop busy p50 ${fmt(percentile(busy, 50))} ms, max ${fmt(Math.max(...busy))} ms`,
+  );
+}
+
+// Before the writer thread: the same flushes written by the relay's connection, on the event loop.
+if (!values['no-sync-flushes']) {
+  const onLoop = SqliteStore.open(file, { ...storeOptions, writer: false });
+  await flushes('written on the event loop (writer: false)', onLoop);
+  await onLoop.close();
+}
+
+const store = SqliteStore.open(file, storeOptions);
 
 // usage today: the old way (every aggregate of the day into memory, summed there) and the query.
 {
@@ -107,23 +148,7 @@ const store = SqliteStore.open(file, {
   }
 }
 
-// Flushes of 500 records, each for a random user among all of them.
-{
-  const times: number[] = [];
-  const stalls: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const batch = flushBatch();
-    const r = await measure(() => store.insertUsage(batch, utcDay));
-    times.push(r.ms);
-    stalls.push(r.stallMs);
-    // Requests arrive between flushes; give the checkpointer its usual room.
-    await sleep(300);
-  }
-  console.log(
-    `flush of 500 records over ${users} users, ${repeats} runs: time p50 ${fmt(percentile(times, 50))} ms, ` +
-      `max ${fmt(Math.max(...times))} ms; loop stall p50 ${fmt(percentile(stalls, 50))} ms, max ${fmt(Math.max(...stalls))} ms`,
-  );
-}
+await flushes('on the usage writer thread', store);
 
 // The retention purge, with the WAL file sampled while it runs.
 {

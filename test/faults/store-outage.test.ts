@@ -1,6 +1,6 @@
 // The store unavailable for a few seconds under load: another process holds the SQLite file's write
-// lock (BEGIN EXCLUSIVE) for longer than the relay's busy timeout (5 s), so usage writes really fail
-// (SQLITE_BUSY) and have to wait in the recorder's buffer. Readers are not blocked (WAL), so keys
+// lock (BEGIN EXCLUSIVE) for longer than the usage writer thread's busy timeout (5 s), so usage writes
+// really fail (SQLITE_BUSY) and have to wait in the recorder's buffer. Readers are not blocked (WAL), so keys
 // still verify. Afterwards: every relayed request has exactly one record (none lost, none written
 // twice by the retries), aggregates count each once, ledgers equal the records, the small budget
 // held, and the relay answered every request throughout: served, or a clear OpenAI-shaped error.
@@ -17,7 +17,7 @@ import { startTestRelay, type TestRelay } from '../helpers/relay.js';
 import { chargedSum, checkRecords, errorCode, readUsage } from './invariants.js';
 import { lockStore } from './store-lock.js';
 
-/** Longer than the store's 5 s busy timeout, so at least one write fails instead of only waiting. */
+/** Longer than the usage writer's 5 s busy timeout, so at least one write fails instead of only waiting. */
 const LOCK_MS = 6_000;
 const SMALL_BUDGET = 150;
 
@@ -75,9 +75,9 @@ describe('the store unavailable for a few seconds', { timeout: 90_000 }, () => {
       `[store outage] ${shots.length} requests, ${during} finished while the file was locked (${lockedFor} ms); longest event-loop stall ${stallMs} ms; ${summary}`,
     );
 
-    // A write waiting on the lock blocks the event loop (see pending-store-lock-stall.test.ts); the
-    // relay must still be alive.
-    expect(stallMs).toBeLessThan(15_000);
+    // Usage writes wait for the lock on their own thread (see store-lock-stall.test.ts): the event
+    // loop is never held up for the lock's duration (generous bound; once 5 s).
+    expect(stallMs).toBeLessThan(1_000);
     // The store really failed, and the recorder noticed it was back.
     expect(t.logs.some((l) => l.includes('usage write failed; will retry'))).toBe(true);
     expect(t.logs.some((l) => l.includes('usage writes recovered'))).toBe(true);
@@ -87,7 +87,7 @@ describe('the store unavailable for a few seconds', { timeout: 90_000 }, () => {
       expect([200, 429, 502], summary).toContain(s.status);
       if (s.status !== 200) {
         expect(isOpenAIError(s.errorBody)).toBe(true);
-        // 502: a keep-alive connection to the provider that went stale while the loop was stalled.
+        // 502: a keep-alive connection to the provider that went stale (seen when the loop stalled).
         expect(['rate_limit_concurrency', 'daily_token_budget_exceeded', 'upstream_unavailable'], summary).toContain(
           errorCode(s),
         );

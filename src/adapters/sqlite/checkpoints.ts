@@ -1,5 +1,6 @@
 // Starts and stops the WAL checkpoint worker (checkpoint-worker.mjs) for one SQLite file.
 import { Worker } from 'node:worker_threads';
+import { workerExecArgv } from './threads.js';
 
 export interface CheckpointOptions {
   /** How often the worker runs a PASSIVE checkpoint (default 250 ms). */
@@ -44,6 +45,7 @@ export class CheckpointWorker {
   static start(file: string, opts: CheckpointOptions, onFailure: (err: unknown) => void): CheckpointWorker {
     const worker = new Worker(WORKER_URL, {
       workerData: { ...DEFAULTS, ...opts, file, busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS },
+      execArgv: workerExecArgv(),
     });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const self = new CheckpointWorker(worker, exited);

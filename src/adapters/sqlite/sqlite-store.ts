@@ -1,7 +1,9 @@
-// The embedded default Store: one SQLite file via better-sqlite3. Calls are synchronous and fast;
-// the methods are async only because the port is shared with the MongoDB adapter. The two slow
-// jobs stay off the event loop's critical path: WAL checkpoints run on a worker thread
-// (checkpoints.ts), and the retention purge deletes in small batches that yield in between.
+// The embedded default Store: one SQLite file via better-sqlite3. Reads and the rare interactive
+// writes (keys, users, bans, audit) run on this connection, synchronously and fast. What would hold
+// up the event loop does not: usage batches are written by a thread of their own (usage-writer.ts),
+// WAL checkpoints run on another (checkpoints.ts), and the retention purge deletes in small batches
+// that yield in between. Another process holding the write lock (the CLI, a second replica, a
+// backup) is waited for with the event loop free; see `busy` below.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,9 +12,19 @@ import type { Store } from '../../domain/ports.js';
 import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, KeyStatus, UsageRecord, User } from '../../domain/types.js';
 import { type CheckpointOptions, CheckpointWorker } from './checkpoints.js';
 import { migrate } from './migrations.js';
+import { prepareUsageWrite, type UsageRow as UsageBatchRow, type UsageParams, UsageWriter } from './usage-writer.js';
 
 const DEFAULT_KEY_LIMIT = 100;
-const BUSY_TIMEOUT_MS = 5_000;
+/**
+ * How long one statement on this connection waits for a lock held elsewhere. SQLite's busy handler
+ * sleeps on the calling thread, here the event loop, so it stays short: a longer wait happens in
+ * `busy`, between attempts, with the event loop free.
+ */
+const BUSY_TIMEOUT_MS = 20;
+/** How long a call on this connection keeps retrying a locked store before it fails with StoreBusyError. */
+const BUSY_WAIT_MS = 5_000;
+/** Opening (migrations) and the usage writer thread may block their own thread this long. */
+const BLOCKING_BUSY_TIMEOUT_MS = 5_000;
 /**
  * Rows per purge statement. Each row touches a page of usage_requests_by_user somewhere in the
  * index, so a batch dirties about this many pages: small enough for a few ms on a multi-GB store.
@@ -26,7 +38,26 @@ export interface SqliteStoreOptions {
   checkpoints?: CheckpointOptions | false;
   /** Rows deleted per statement by purgeUsage. */
   purgeBatchRows?: number;
+  /** `false`: write usage batches on this connection, on the event loop (as before the writer thread). */
+  writer?: false;
+  /** How long a call retries while another process holds the write lock (default 5 s). */
+  busyWaitMs?: number;
+  /** How long the usage writer thread waits for the write lock before a batch fails (default 5 s). */
+  writerBusyTimeoutMs?: number;
 }
+
+/** The store stayed locked by another connection for as long as a call was willing to wait. */
+export class StoreBusyError extends Error {
+  readonly code = 'SQLITE_BUSY';
+  constructor(waitedMs: number, cause: unknown) {
+    super(`The SQLite store is locked by another process (still locked after ${waitedMs} ms). Retry shortly.`, {
+      cause,
+    });
+    this.name = 'StoreBusyError';
+  }
+}
+
+const isBusy = (err: unknown): boolean => err instanceof Database.SqliteError && err.code.startsWith('SQLITE_BUSY');
 
 interface UserRow {
   discord_id: string;
@@ -86,24 +117,6 @@ interface AuditRow {
   meta: string | null;
 }
 
-type UsageParams = [
-  string,
-  string,
-  string,
-  string,
-  string | null,
-  string,
-  number,
-  number,
-  number,
-  number,
-  string,
-  number,
-  number,
-  number,
-  number,
-];
-
 /** In the column order of the usage_requests INSERT. */
 function usageParams(r: UsageRecord): UsageParams {
   return [
@@ -123,17 +136,6 @@ function usageParams(r: UsageRecord): UsageParams {
     r.stream ? 1 : 0,
     r.createdAt.getTime(),
   ];
-}
-
-/** One (day, user, model) group of a usage batch, added to usage_daily in one upsert. */
-interface DailyDelta {
-  day: string;
-  discordId: string;
-  model: string;
-  requests: number;
-  prompt: number;
-  completion: number;
-  charged: number;
 }
 
 const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
@@ -258,21 +260,6 @@ function prepareStatements(db: Database.Database) {
       WHERE id = @id AND (@if_status IS NULL OR status IN (SELECT value FROM json_each(@if_status)))
       RETURNING *`,
     ),
-    // Positional parameters: binding an array is cheaper than a named-parameter object per row.
-    insertRequest: db.prepare<UsageParams>(
-      `INSERT OR IGNORE INTO usage_requests (request_id, key_id, discord_id, model, upstream, endpoint, prompt_tokens,
-        completion_tokens, charged_tokens, estimated, status, http_status, latency_ms, stream, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    addDaily: db.prepare<[string, string, string, number, number, number, number]>(
-      `INSERT INTO usage_daily (day, discord_id, model, requests, prompt_tokens, completion_tokens, charged_tokens)
-      VALUES (?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (day, discord_id, model) DO UPDATE SET
-        requests = requests + excluded.requests,
-        prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-        completion_tokens = completion_tokens + excluded.completion_tokens,
-        charged_tokens = charged_tokens + excluded.charged_tokens`,
-    ),
     listUsage: db.prepare<[string, number], UsageRow>(
       'SELECT * FROM usage_requests WHERE discord_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?',
     ),
@@ -315,53 +302,84 @@ type ModelTotals = Awaited<ReturnType<Store['modelTotals']>>[number];
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private readonly checkpoints: CheckpointWorker | null;
-  private readonly purgeBatchRows: number;
   private closing: Promise<void> | null = null;
   private readonly stmt: ReturnType<typeof prepareStatements>;
   private readonly listKeysStmt: Record<
     'all' | 'byUser' | 'byStatus' | 'byUserAndStatus',
     Database.Statement<[Record<string, unknown>], KeyRow>
   >;
-  private readonly insertUsageTx: (records: UsageRecord[], dayOf: (r: UsageRecord) => string) => void;
+  private readonly writeUsage: (rows: UsageBatchRow[]) => void;
   private readonly deleteUserTx: (discordId: string) => { keys: number; usageRecords: number };
 
   /**
    * Opens (creating if needed) and migrates the database at `file`; `':memory:'` for a throwaway
-   * store (no WAL, so no checkpoint worker).
+   * store (no WAL, so no checkpoint worker; and no usage writer thread, which could not see this
+   * connection's database: usage batches are written here, on the event loop).
    */
   static open(file: string, opts: SqliteStoreOptions = {}): SqliteStore {
     const inMemory = file === ':memory:';
     if (!inMemory) mkdirSync(dirname(file), { recursive: true });
-    // `timeout` is better-sqlite3's busy_timeout: wait for another writer (CLI, second replica) instead of failing.
-    const db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
+    // Opening may wait for another process's lock (a second replica migrating): nothing is served yet.
+    const db = new Database(file, { timeout: BLOCKING_BUSY_TIMEOUT_MS });
     let checkpoints: CheckpointWorker | null = null;
+    let writer: UsageWriter | null = null;
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       migrate(db);
-      if (!inMemory && opts.checkpoints !== false) {
-        // A commit no longer copies the WAL back into the database on this thread: the worker does.
-        db.pragma('wal_autocheckpoint = 0');
-        checkpoints = CheckpointWorker.start(file, opts.checkpoints ?? {}, () => {
-          // Without the worker the WAL would grow without bound: checkpoint on commit again.
-          if (db.open) db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const checkpointOpts = inMemory ? false : (opts.checkpoints ?? {});
+      if (!inMemory && opts.writer !== false) {
+        writer = UsageWriter.start(file, {
+          busyTimeoutMs: opts.writerBusyTimeoutMs ?? BLOCKING_BUSY_TIMEOUT_MS,
+          autocheckpoint: checkpointOpts === false ? DEFAULT_AUTOCHECKPOINT_PAGES : 0,
         });
       }
-      return new SqliteStore(db, checkpoints, opts.purgeBatchRows ?? PURGE_BATCH_ROWS);
+      if (checkpointOpts !== false) {
+        // A commit no longer copies the WAL back into the database on this thread: the worker does.
+        db.pragma('wal_autocheckpoint = 0');
+        checkpoints = CheckpointWorker.start(file, checkpointOpts, () => {
+          // Without the worker the WAL would grow without bound: checkpoint on commit again.
+          if (db.open) db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
+          writer?.setAutocheckpoint(DEFAULT_AUTOCHECKPOINT_PAGES);
+        });
+      }
+      return new SqliteStore(db, {
+        checkpoints,
+        writer,
+        purgeBatchRows: opts.purgeBatchRows ?? PURGE_BATCH_ROWS,
+        busyWaitMs: opts.busyWaitMs ?? BUSY_WAIT_MS,
+      });
     } catch (err) {
+      void writer?.stop();
       void checkpoints?.stop();
       db.close();
       throw err;
     }
   }
 
-  private constructor(db: Database.Database, checkpoints: CheckpointWorker | null, purgeBatchRows: number) {
+  private readonly checkpoints: CheckpointWorker | null;
+  private readonly writer: UsageWriter | null;
+  private readonly purgeBatchRows: number;
+  private readonly busyWaitMs: number;
+
+  private constructor(
+    db: Database.Database,
+    parts: {
+      checkpoints: CheckpointWorker | null;
+      writer: UsageWriter | null;
+      purgeBatchRows: number;
+      busyWaitMs: number;
+    },
+  ) {
     this.db = db;
-    this.checkpoints = checkpoints;
-    this.purgeBatchRows = purgeBatchRows;
+    this.checkpoints = parts.checkpoints;
+    this.writer = parts.writer;
+    this.purgeBatchRows = parts.purgeBatchRows;
+    this.busyWaitMs = parts.busyWaitMs;
     this.stmt = prepareStatements(db);
+    this.writeUsage = prepareUsageWrite(db);
 
     // One statement per filter shape, so each can use its own index.
     const listKeys = (where: string) =>
@@ -375,71 +393,75 @@ export class SqliteStore implements Store {
       byUserAndStatus: listKeys('WHERE discord_id = @discord_id AND status = @status'),
     };
 
-    this.insertUsageTx = db.transaction((records: UsageRecord[], dayOf: (r: UsageRecord) => string) => {
-      // Summed here so a batch costs one aggregate upsert per (day, user, model), not one per record.
-      const daily = new Map<string, DailyDelta>();
-      for (const r of records) {
-        // Already stored (a retried batch, or twice in this one): counted the first time, not again.
-        if (this.stmt.insertRequest.run(...usageParams(r)).changes === 0) continue;
-        const day = dayOf(r);
-        const group = `${day}\u0000${r.discordId}\u0000${r.model}`;
-        let d = daily.get(group);
-        if (!d) {
-          d = { day, discordId: r.discordId, model: r.model, requests: 0, prompt: 0, completion: 0, charged: 0 };
-          daily.set(group, d);
-        }
-        d.requests++;
-        d.prompt += r.promptTokens;
-        d.completion += r.completionTokens;
-        d.charged += r.chargedTokens;
-      }
-      for (const d of daily.values()) {
-        this.stmt.addDaily.run(d.day, d.discordId, d.model, d.requests, d.prompt, d.completion, d.charged);
-      }
-    });
-
     this.deleteUserTx = db.transaction((discordId: string) => {
       const keys = this.stmt.deleteKeysOf.run(discordId).changes;
       const usageRecords = this.stmt.deleteRequestsOf.run(discordId).changes;
       this.stmt.deleteDailyOf.run(discordId);
       this.stmt.deleteUser.run(discordId);
       return { keys, usageRecords };
+    }).immediate;
+  }
+
+  /**
+   * Runs `work` on this connection; while another connection holds the lock it needs, tries again
+   * after a pause, with the event loop free, for up to busyWaitMs, then throws StoreBusyError. Each
+   * attempt blocks the event loop for at most BUSY_TIMEOUT_MS. `work` must be safe to repeat after
+   * SQLITE_BUSY: a single statement or a transaction (rolled back when it throws).
+   */
+  private async busy<T>(work: () => T): Promise<T> {
+    const started = Date.now();
+    for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+      try {
+        return work();
+      } catch (err) {
+        if (!isBusy(err) || this.closing !== null) throw err;
+        const waited = Date.now() - started;
+        if (waited + pause > this.busyWaitMs) throw new StoreBusyError(waited, err);
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
+  // Every call goes through `busy`: reads, too, can meet a lock (another process recovering the WAL).
+  async ensureUser(discordId: string, now: Date): Promise<User> {
+    return this.busy(() => {
+      this.stmt.insertUser.run(discordId, now.getTime());
+      return toUser(this.stmt.getUser.get(discordId)!);
     });
   }
 
-  async ensureUser(discordId: string, now: Date): Promise<User> {
-    this.stmt.insertUser.run(discordId, now.getTime());
-    return toUser(this.stmt.getUser.get(discordId)!);
-  }
-
   async getUser(discordId: string): Promise<User | null> {
-    const row = this.stmt.getUser.get(discordId);
+    const row = await this.busy(() => this.stmt.getUser.get(discordId));
     return row ? toUser(row) : null;
   }
 
   async setUserBan(discordId: string, ban: { at: Date; reason: string } | null): Promise<User | null> {
-    const row = this.stmt.setBan.get(ban ? ban.at.getTime() : null, ban ? ban.reason : null, discordId);
+    const row = await this.busy(() =>
+      this.stmt.setBan.get(ban ? ban.at.getTime() : null, ban ? ban.reason : null, discordId),
+    );
     return row ? toUser(row) : null;
   }
 
   async deleteUser(discordId: string): Promise<{ keys: number; usageRecords: number }> {
-    return this.deleteUserTx(discordId);
+    return this.busy(() => this.deleteUserTx(discordId));
   }
 
   async insertKey(key: KeyRecord): Promise<void> {
     try {
-      this.stmt.insertKey.run({
-        id: key.id,
-        hash: key.hash,
-        prefix: key.prefix,
-        discord_id: key.discordId,
-        tier: key.tier,
-        status: key.status,
-        status_reason: key.statusReason,
-        created_at: key.createdAt.getTime(),
-        expires_at: ms(key.expiresAt),
-        revoked_at: ms(key.revokedAt),
-      });
+      await this.busy(() =>
+        this.stmt.insertKey.run({
+          id: key.id,
+          hash: key.hash,
+          prefix: key.prefix,
+          discord_id: key.discordId,
+          tier: key.tier,
+          status: key.status,
+          status_reason: key.statusReason,
+          created_at: key.createdAt.getTime(),
+          expires_at: ms(key.expiresAt),
+          revoked_at: ms(key.revokedAt),
+        }),
+      );
     } catch (err) {
       if (uniqueViolation(err, 'discord_id')) throw new LiveKeyExistsError(key.discordId);
       if (uniqueViolation(err, 'hash')) throw new Error('A key with the same hash is already stored', { cause: err });
@@ -448,12 +470,12 @@ export class SqliteStore implements Store {
   }
 
   async getKeyById(id: string): Promise<KeyRecord | null> {
-    const row = this.stmt.getKeyById.get(id);
+    const row = await this.busy(() => this.stmt.getKeyById.get(id));
     return row ? toKey(row) : null;
   }
 
   async getKeyByHash(hash: string): Promise<KeyRecord | null> {
-    const row = this.stmt.getKeyByHash.get(hash);
+    const row = await this.busy(() => this.stmt.getKeyByHash.get(hash));
     return row ? toKey(row) : null;
   }
 
@@ -471,16 +493,18 @@ export class SqliteStore implements Store {
     const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_KEY_LIMIT };
     if (discordId !== undefined) params.discord_id = discordId;
     if (status !== undefined) params.status = status;
-    return stmt.all(params).map(toKey);
+    return (await this.busy(() => stmt.all(params))).map(toKey);
   }
 
   async updateKey(id: string, patch: KeyPatch, ifStatus?: KeyStatus[]): Promise<KeyRecord | null> {
     try {
-      const row = this.stmt.updateKey.get({
-        id,
-        if_status: ifStatus === undefined ? null : JSON.stringify(ifStatus),
-        ...patchParams(patch),
-      });
+      const row = await this.busy(() =>
+        this.stmt.updateKey.get({
+          id,
+          if_status: ifStatus === undefined ? null : JSON.stringify(ifStatus),
+          ...patchParams(patch),
+        }),
+      );
       return row ? toKey(row) : null;
     } catch (err) {
       if (uniqueViolation(err, 'discord_id')) {
@@ -491,19 +515,36 @@ export class SqliteStore implements Store {
     }
   }
 
+  /**
+   * On the writer thread for a file (the batch is cloned to it, the event loop waits for nothing);
+   * here, on this connection, in memory or if the thread died. Either way one transaction: on failure
+   * nothing of the batch is stored and the caller keeps it.
+   */
   async insertUsage(records: UsageRecord[], dayOf: (r: UsageRecord) => string): Promise<void> {
-    if (records.length > 0) this.insertUsageTx(records, dayOf);
+    if (records.length === 0) return;
+    // The day is computed here: `dayOf` is a function and cannot be sent to the thread.
+    const rows = records.map((r): UsageBatchRow => ({ params: usageParams(r), day: dayOf(r) }));
+    if (this.writer && !this.writer.gone) {
+      try {
+        return await this.writer.write(rows);
+      } catch (err) {
+        if (!this.writer.gone) throw err;
+        // The thread died with the batch: written here instead (a record it did commit is ignored).
+      }
+    }
+    await this.busy(() => this.writeUsage(rows));
   }
 
   async listUsage(discordId: string, limit: number): Promise<UsageRecord[]> {
-    return this.stmt.listUsage.all(discordId, limit).map(toUsage);
+    return (await this.busy(() => this.stmt.listUsage.all(discordId, limit))).map(toUsage);
   }
 
   async dailyUsage(filter: { discordId?: string; fromDay: string; toDay: string }): Promise<DailyUsage[]> {
-    const rows =
+    const rows = await this.busy(() =>
       filter.discordId === undefined
         ? this.stmt.dailyAll.all(filter.fromDay, filter.toDay)
-        : this.stmt.dailyOfUser.all(filter.discordId, filter.fromDay, filter.toDay);
+        : this.stmt.dailyOfUser.all(filter.discordId, filter.fromDay, filter.toDay),
+    );
     return rows.map(toDaily);
   }
 
@@ -511,11 +552,11 @@ export class SqliteStore implements Store {
     day: string,
     limit: number,
   ): Promise<Array<{ discordId: string; requests: number; chargedTokens: number }>> {
-    return this.stmt.topUsers.all(day, limit);
+    return this.busy(() => this.stmt.topUsers.all(day, limit));
   }
 
   async modelTotals(day: string): Promise<ModelTotals[]> {
-    return this.stmt.modelTotals.all(day);
+    return this.busy(() => this.stmt.modelTotals.all(day));
   }
 
   /**
@@ -526,7 +567,7 @@ export class SqliteStore implements Store {
     const cutoff = before.getTime();
     let removed = 0;
     while (this.closing === null) {
-      const n = this.stmt.purgeBatch.run(cutoff, this.purgeBatchRows).changes;
+      const n = (await this.busy(() => this.stmt.purgeBatch.run(cutoff, this.purgeBatchRows))).changes;
       removed += n;
       if (n < this.purgeBatchRows) break;
       // Back-to-back batches would outrun the checkpointer and grow the WAL by every page each one
@@ -538,32 +579,37 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
-    this.stmt.appendAudit.run({
-      id: entry.id,
-      at: entry.at.getTime(),
-      actor: entry.actor,
-      action: entry.action,
-      target: entry.target,
-      reason: entry.reason,
-      meta: entry.meta === null ? null : JSON.stringify(entry.meta),
-    });
+    await this.busy(() =>
+      this.stmt.appendAudit.run({
+        id: entry.id,
+        at: entry.at.getTime(),
+        actor: entry.actor,
+        action: entry.action,
+        target: entry.target,
+        reason: entry.reason,
+        meta: entry.meta === null ? null : JSON.stringify(entry.meta),
+      }),
+    );
   }
 
   async listAudit(filter: { target?: string; limit: number }): Promise<AuditEntry[]> {
-    const rows =
+    const rows = await this.busy(() =>
       filter.target === undefined
         ? this.stmt.auditAll.all(filter.limit)
-        : this.stmt.auditOf.all(filter.target, filter.limit);
+        : this.stmt.auditOf.all(filter.target, filter.limit),
+    );
     return rows.map(toAudit);
   }
 
   async ping(): Promise<void> {
-    this.stmt.ping.get();
+    await this.busy(() => this.stmt.ping.get());
   }
 
   async close(): Promise<void> {
     this.closing ??= (async () => {
-      // The worker's connection goes first, so this one is the last and SQLite removes the WAL file.
+      // The threads' connections go first, so this one is the last and SQLite removes the WAL file.
+      // The writer finishes the batches already posted before it stops (services flush usage first).
+      await this.writer?.stop();
       await this.checkpoints?.stop();
       this.db.close();
     })();
