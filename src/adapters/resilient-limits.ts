@@ -76,7 +76,7 @@ export function withFailurePolicy(
   // a member would get the day's budget again once the primary is back. Idempotent per request.
   const pendingCharges = new PendingCalls<ChargeArgs>(maxTracked);
   // What the primary acknowledged lately, for a restart that brings back older data.
-  const recent = new RecentCalls(opts.replayWindowMs ?? 60_000, maxTracked);
+  const recent = new RecentCalls(opts.replayWindowMs ?? 15_000, maxTracked);
   let flushing = false;
   let lastFlush = 0;
 
@@ -115,21 +115,21 @@ export function withFailurePolicy(
       (await replay(
         pendingReleases,
         (a) => primary.concurrency.release(a.subject, a.leaseId),
-        (k, a) => recent.add(k, { release: a }),
+        (k, a) => recent.add('release', k, { release: a }),
         (a) => ({ leaseId: a.leaseId }),
         'dropping a release the limiter store refused',
       )) &&
         (await replay(
           pendingSettles,
           (a) => primary.budget.settle(a),
-          (k, a) => recent.add(k, { settle: a }),
+          (k, a) => recent.add('settle', k, { settle: a }),
           (a) => ({ requestId: a.requestId }),
           'dropping a settle the limiter store refused',
         )) &&
         (await replay(
           pendingCharges,
           (a) => primaryBudget.charge!(a),
-          (k, a) => recent.add(k, { charge: a }),
+          (k, a) => recent.add('charge', k, { charge: a }),
           (a) => ({ requestId: a.requestId }),
           'dropping a charge the limiter store refused',
         ));
@@ -168,7 +168,7 @@ export function withFailurePolicy(
     const key = budgetKey(args);
     try {
       const r = await circuit.attempt(() => primaryBudget.charge!(args));
-      if (r.ok) return recent.add(key, { charge: args });
+      if (r.ok) return recent.add('charge', key, { charge: args });
     } catch {
       // The ledger could not be rebuilt (store down): retried with the other queued calls.
     }
@@ -215,7 +215,7 @@ export function withFailurePolicy(
       if (fallbackLeases.delete(key)) return fallback.concurrency.release(subject, leaseId);
       // Never refused: the caller is done either way, and the slot is freed once the primary is back.
       const r = await circuit.attempt(() => primary.concurrency.release(subject, leaseId));
-      if (r.ok) recent.add(key, { release: { subject, leaseId } });
+      if (r.ok) recent.add('release', key, { release: { subject, leaseId } });
       else pendingReleases.add(key, { subject, leaseId });
     },
   };
@@ -247,7 +247,7 @@ export function withFailurePolicy(
       }
       const r = await circuit.attempt(() => primary.budget.settle(args));
       if (r.ok) {
-        recent.add(key, { settle: args });
+        recent.add('settle', key, { settle: args });
         return r.value;
       }
       pendingSettles.add(key, args);
@@ -358,9 +358,9 @@ class RecentCalls {
     private readonly max: number,
   ) {}
 
-  add(key: string, call: Acknowledged): void {
+  add(kind: keyof Acknowledged, key: string, call: Acknowledged): void {
     const now = Date.now();
-    const id = `${Object.keys(call)[0]}\u0000${key}`;
+    const id = `${kind}\u0000${key}`;
     // Oldest first; a call seen again moves to the end.
     this.#calls.delete(id);
     for (const [k, v] of this.#calls) {
