@@ -83,11 +83,19 @@ function memoryLimits(history: BudgetHistory): LimitAdapters {
   };
 }
 
-async function openLimits(cfg: Config, backend: 'memory' | 'redis', log: Logger, store: Store): Promise<LimitAdapters> {
+async function openLimits(
+  cfg: Config,
+  backend: 'memory' | 'redis',
+  log: Logger,
+  store: Store,
+  metrics: PromMetrics,
+): Promise<LimitAdapters> {
   const history = budgetHistory(store, planCostCap(cfg));
   if (backend === 'memory') return memoryLimits(history);
   const { openRedisLimits } = await import('./adapters/redis/open.js');
-  return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log, history);
+  return openRedisLimits(cfg.env.redisUrl!, cfg.limits.onStoreFailure, log, history, () =>
+    metrics.backendError('redis', 'limits'),
+  );
 }
 
 export interface BuildOptions {
@@ -115,7 +123,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
   const store = await openStore(config, backends.store);
   let limits: LimitAdapters;
   try {
-    limits = await openLimits(config, backends.limits, log, store);
+    limits = await openLimits(config, backends.limits, log, store, metrics);
   } catch (err) {
     await store.close();
     throw err;

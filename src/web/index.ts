@@ -2,6 +2,7 @@
 // web is configured, and mounts the router beside /v1 (the API never passes through it).
 import express, { type ErrorRequestHandler, Router } from 'express';
 import helmet from 'helmet';
+import { AppError } from '../domain/errors.js';
 import type { Services } from '../services.js';
 import { assetRouter } from './assets/index.js';
 import { authRoutes } from './auth.js';
@@ -53,6 +54,11 @@ function errorPage(log: Services['log']): ErrorRequestHandler {
     }
     if (err instanceof PageError) {
       return sendPage(res, messagePage(frameFor(req, res, err.title), err.detail, err.actions), err.status);
+    }
+    // A backing service busy or down (the store locked by another process, Redis unreachable).
+    if (err instanceof AppError && err.status === 503) {
+      const frame = frameFor(req, res, 'Try again shortly');
+      return sendPage(res, messagePage(frame, err.message), 503);
     }
     // Body parser refusals (malformed or oversized forms) are the client's doing.
     const status = Number((err as { status?: unknown }).status);

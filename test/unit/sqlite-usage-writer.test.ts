@@ -175,7 +175,7 @@ describe("the store connection's own calls while another connection holds the wr
     const k = key('u1');
     const err = await store.insertKey(k).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreBusyError);
-    expect(err).toMatchObject({ code: 'SQLITE_BUSY', message: expect.stringMatching(/locked.*Retry/) });
+    expect(err).toMatchObject({ code: 'store_busy', status: 503, message: expect.stringMatching(/locked.*Retry/) });
     lock.release();
     expect(await store.getKeyById(k.id)).toBeNull();
     await store.insertKey(k);

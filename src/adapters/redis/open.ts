@@ -13,8 +13,17 @@ import { RedisConcurrencyLimiter, RedisKeyEvents, RedisRateLimiter, RedisTokenBu
 
 const STARTUP_WAIT_MS = 5_000;
 
-/** `history` rebuilds a day's budget ledger that Redis (or the insurance limiter) does not hold. */
-export async function openRedisLimits(url: string, policy: FailurePolicy, log: Logger, history: BudgetHistory) {
+/**
+ * `history` rebuilds a day's budget ledger that Redis (or the insurance limiter) does not hold;
+ * `onStoreFailure` is told of each limiter call Redis failed (for metrics).
+ */
+export async function openRedisLimits(
+  url: string,
+  policy: FailurePolicy,
+  log: Logger,
+  history: BudgetHistory,
+  onStoreFailure?: () => void,
+) {
   const client = createRedis(url);
   // Before the first connection, so the first run_id is known and a later restart is seen.
   let restarted = () => {};
@@ -41,6 +50,7 @@ export async function openRedisLimits(url: string, policy: FailurePolicy, log: L
     },
     policy,
     log,
+    { onStoreFailure },
   );
   restarted = () => limiters.storeRestarted();
   return {

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { LiveKeyExistsError } from '../../domain/errors.js';
+import { LiveKeyExistsError, ServiceUnavailableError } from '../../domain/errors.js';
 import type { Store } from '../../domain/ports.js';
 import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, KeyStatus, UsageRecord, User } from '../../domain/types.js';
 import { type CheckpointOptions, CheckpointWorker } from './checkpoints.js';
@@ -46,13 +46,17 @@ export interface SqliteStoreOptions {
   writerBusyTimeoutMs?: number;
 }
 
-/** The store stayed locked by another connection for as long as a call was willing to wait. */
-export class StoreBusyError extends Error {
-  readonly code = 'SQLITE_BUSY';
+/**
+ * The store stayed locked by another connection for as long as a call was willing to wait. A 503
+ * for every face: the API answers it in OpenAI's shape, the web with a retry page.
+ */
+export class StoreBusyError extends ServiceUnavailableError {
   constructor(waitedMs: number, cause: unknown) {
-    super(`The SQLite store is locked by another process (still locked after ${waitedMs} ms). Retry shortly.`, {
+    super(
+      `The SQLite store is locked by another process (still locked after ${waitedMs} ms). Retry shortly.`,
+      'store_busy',
       cause,
-    });
+    );
     this.name = 'StoreBusyError';
   }
 }
