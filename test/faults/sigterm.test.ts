@@ -75,16 +75,18 @@ describe('SIGTERM mid-load', { timeout: 90_000 }, () => {
     // Keys issued through the app's own use case on the same file before the relay starts.
     const services = await buildServices(loadConfig(env, dir), { log: createLogger('silent') });
     const keys: LoadKey[] = [];
+    /** Members of the three long streams, apart so the load's requests never take their slots. */
+    const longKeys: LoadKey[] = [];
     let small: LoadKey;
     try {
-      for (let i = 0; i < 8; i++) {
+      for (let i = 0; i < 11; i++) {
         const r = await issueKey(services.keys, {
           discordId: newDiscordId(),
           tier: i === 7 ? 'small' : 'free',
           actor: 'test',
         });
         if (!r.ok) throw new Error(r.message);
-        keys.push({ key: r.key, discordId: r.record.discordId });
+        (i < 8 ? keys : longKeys).push({ key: r.key, discordId: r.record.discordId });
       }
       small = keys[7]!;
     } finally {
@@ -104,14 +106,18 @@ describe('SIGTERM mid-load', { timeout: 90_000 }, () => {
       workerStopsAfter: (s) => s.transportError === 'ECONNREFUSED',
     });
     await sleep(1_500);
-    // The next three streams would take ~8 s: they are in flight at the signal and outlast the grace.
-    for (let i = 0; i < 3; i++) upstream.next({ kind: 'slow-stream', chunkDelayMs: 2_000 });
+    // Streams started from now on take ~8 s. Three are started at once, so they are in flight at the
+    // signal whatever the load is doing, and outlast the grace.
+    upstream.setDefault({ kind: 'slow-stream', chunkDelayMs: 2_000 });
+    const long = startLoad({ url: relay.url, keys: longKeys, workers: 3, requests: 3, streamShare: 1, maxTokens: 16 });
     await sleep(400);
     const signalAt = load.elapsed();
+    const longSignalAt = long.elapsed();
     const exit = await relay.stop('SIGTERM');
     const exitedAt = load.elapsed();
     load.stop();
     const shots = await load.done;
+    const longShots = await long.done;
     const summary = `seed ${load.seed}, signal at ${Math.round(signalAt)}, exit at ${Math.round(exitedAt)}: ${JSON.stringify(tally(shots))}`;
     console.log(`[sigterm] ${shots.length} requests; ${summary}`);
 
@@ -141,14 +147,24 @@ describe('SIGTERM mid-load', { timeout: 90_000 }, () => {
     const shortInFlight = inFlight.filter((s) => s.status === 200 && s.ended < signalAt + GRACE_MS - SLACK_MS);
     expect(shortInFlight.length, summary).toBeGreaterThan(0);
     for (const s of shortInFlight) expect(s.complete, summary).toBe(true);
-    const cut = shots.filter((s) => s.status === 200 && !s.complete);
-    expect(cut.length, summary).toBeGreaterThan(0);
+    // The long streams were cut, at the grace deadline.
+    expect(
+      longShots.map((s) => [s.status, s.complete]),
+      summary,
+    ).toEqual([
+      [200, false],
+      [200, false],
+      [200, false],
+    ]);
+    for (const s of longShots) expect(s.ended, summary).toBeGreaterThan(longSignalAt + GRACE_MS - SLACK_MS);
+    const cut = [...shots, ...longShots].filter((s) => s.status === 200 && !s.complete);
 
+    const members = [...keys, ...longKeys];
     const usage = await readUsage(
       join(dir, 'data', 'guildgate.db'),
-      keys.map((k) => k.discordId),
+      members.map((k) => k.discordId),
     );
-    const { problems, unseen } = checkRecords(shots, usage);
+    const { problems, unseen } = checkRecords([...shots, ...longShots], usage);
     expect(problems, summary).toEqual([]);
     const records = [...usage.values()].flatMap((u) => u.records);
     const byId = new Map(records.map((r) => [r.requestId, r]));
@@ -160,7 +176,7 @@ describe('SIGTERM mid-load', { timeout: 90_000 }, () => {
     for (const s of cut) expect(byId.get(s.requestId!)?.status, s.requestId!).toBe('aborted');
 
     // Every settle reached Redis before exit: ledgers equal the records, nothing left reserved.
-    for (const k of keys) {
+    for (const k of members) {
       const u = usage.get(k.discordId)!;
       let used = 0;
       const reserved: string[] = [];
