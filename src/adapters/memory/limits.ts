@@ -196,7 +196,7 @@ export class MemoryTokenBudget implements ChargeableTokenBudget {
     if (!(Number.isSafeInteger(args.at) && args.at >= 0)) throw new RangeError('charge time must be epoch ms');
     const ledger = this.#find(args.subject, args.day) ?? (await this.#create(args.subject, args.day));
     // A rebuild after the spend counted it already.
-    if (ledger.rebuiltAt !== undefined && ledger.rebuiltAt > args.at) return { used: ledger.used };
+    if (ledger.rebuiltAt !== undefined && ledger.rebuiltAt >= args.at) return { used: ledger.used };
     ledger.charged ??= new Set();
     if (!ledger.charged.has(args.requestId)) {
       ledger.charged.add(args.requestId);

@@ -110,10 +110,11 @@ return used`;
 // KEYS[1] day ledger hash; ARGV requestId, actual, atMs, expireAtSec. Returns used, or -1 when the
 // ledger does not exist (the caller creates it and asks again). Adds spend made elsewhere once per
 // request (the c: field stays with the ledger, so only such charges leave a trace), unless the
-// ledger was rebuilt from the usage records after it was spent: the rebuild counted it already.
+// ledger was rebuilt from the usage records after it was spent (or in the same millisecond: the
+// rebuild may have counted it already, and counting it twice is the one error not allowed).
 const CHARGE = `if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
-if tonumber(redis.call('HGET', KEYS[1], 'rebuilt') or '0') > tonumber(ARGV[3]) then return used end
+if tonumber(redis.call('HGET', KEYS[1], 'rebuilt') or '0') >= tonumber(ARGV[3]) then return used end
 if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], ARGV[2]) == 0 then return used end
 used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]))
 redis.call('EXPIREAT', KEYS[1], ARGV[4])
