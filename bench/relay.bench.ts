@@ -160,6 +160,10 @@ function printHeader(): void {
   console.log(
     "cpu µs/req = CPU time of the target's own process per request (not the upstream, Redis or load generator).",
   );
+  console.log(
+    'The load comes from Node on the same cores and saturates before a fast relay does, so throughput shares ' +
+      "here understate the relay's cost: quote bench/shared-bench.sh (wrk) for ratios, and cpu µs/req from either.",
+  );
   console.log('');
 }
 
