@@ -7,6 +7,7 @@ import { SqliteStore } from '../../src/adapters/sqlite/sqlite-store.js';
 import { purgeExpiredUsage } from '../../src/app/retention.js';
 import { budgetDay } from '../../src/domain/budget-day.js';
 import type { UsageRecord } from '../../src/domain/types.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const USER = '300000000000000003';
 const NOW = new Date('2026-06-01T12:00:00Z');
@@ -14,25 +15,13 @@ const DAY_MS = 86_400_000;
 let dir: string;
 let store: SqliteStore;
 
-function aged(days: number): UsageRecord {
-  return {
+const aged = (days: number): UsageRecord =>
+  usageRecord({
     requestId: `req_age${days}`,
-    keyId: 'key_retention',
     discordId: USER,
-    model: 'gpt-4o-mini',
-    upstream: 'example',
-    endpoint: 'chat.completions',
-    promptTokens: 10,
-    completionTokens: 5,
     chargedTokens: 15,
-    estimated: false,
-    status: 'ok',
-    httpStatus: 200,
-    latencyMs: 50,
-    stream: false,
     createdAt: new Date(NOW.getTime() - days * DAY_MS),
-  };
-}
+  });
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'gg-retention-'));

@@ -9,30 +9,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore, type SqliteStoreOptions, StoreBusyError } from '../../src/adapters/sqlite/sqlite-store.js';
 import { newId } from '../../src/domain/ids.js';
 import type { UsageRecord } from '../../src/domain/types.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const DAY = '2026-06-01';
 const dayOf = () => DAY;
 
-function record(discordId: string, overrides: Partial<UsageRecord> = {}): UsageRecord {
-  return {
-    requestId: newId('req'),
-    keyId: 'key_writer',
-    discordId,
-    model: 'gpt-4o-mini',
-    upstream: 'example',
-    endpoint: 'chat.completions',
-    promptTokens: 10,
-    completionTokens: 5,
-    chargedTokens: 15,
-    estimated: false,
-    status: 'ok',
-    httpStatus: 200,
-    latencyMs: 50,
-    stream: false,
-    createdAt: new Date(`${DAY}T12:00:00Z`),
-    ...overrides,
-  };
-}
+const record = (discordId: string, overrides: Partial<UsageRecord> = {}): UsageRecord =>
+  usageRecord({ discordId, chargedTokens: 15, createdAt: new Date(`${DAY}T12:00:00Z`), ...overrides });
 
 let dir: string;
 let file: string;

@@ -8,32 +8,15 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/adapters/sqlite/sqlite-store.js';
-import { newId } from '../../src/domain/ids.js';
 import type { UsageRecord } from '../../src/domain/types.js';
+import { usageRecord } from '../helpers/usage.js';
 
 const NOW = Date.parse('2026-06-01T12:00:00Z');
 const DAY_MS = 86_400_000;
 const utcDay = (r: UsageRecord): string => r.createdAt.toISOString().slice(0, 10);
 
-function record(discordId: string, createdAt: number): UsageRecord {
-  return {
-    requestId: newId('req'),
-    keyId: 'key_maintenance',
-    discordId,
-    model: 'gpt-4o-mini',
-    upstream: 'example',
-    endpoint: 'chat.completions',
-    promptTokens: 10,
-    completionTokens: 5,
-    chargedTokens: 15,
-    estimated: false,
-    status: 'ok',
-    httpStatus: 200,
-    latencyMs: 50,
-    stream: false,
-    createdAt: new Date(createdAt),
-  };
-}
+const record = (discordId: string, createdAt: number): UsageRecord =>
+  usageRecord({ discordId, chargedTokens: 15, createdAt: new Date(createdAt) });
 
 let dir: string;
 let file: string;
