@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { budgetSubject } from '../../src/app/admission.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
 import { chatPromptEstimate } from '../helpers/estimate.js';
-import { type LoadKey, startLoad, tally } from '../helpers/load.js';
+import { startLoad, tally } from '../helpers/load.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
-import { chargedSum, checkRecords, errorCode, readUsage } from './invariants.js';
+import { chargedSum, checkRecords, errorCode, issueMembers, settledUsage } from './invariants.js';
 
 const MAX_TOKENS = 16;
 const MAX_CONCURRENT = 3;
@@ -49,10 +49,7 @@ afterAll(async () => {
 
 describe('clients vanishing at random points of a stream', { timeout: 90_000 }, () => {
   it('records each request once, charges it within its reservation and frees its slot', async () => {
-    const keys: LoadKey[] = [];
-    for (let i = 0; i < 7; i++) keys.push(await t.issue(undefined, 'free'));
-    const small = await t.issue(undefined, 'small');
-    keys.push(small);
+    const { keys, small } = await issueMembers(t);
 
     const load = startLoad({
       url: t.url,
@@ -113,10 +110,9 @@ describe('clients vanishing at random points of a stream', { timeout: 90_000 }, 
       expect(h, summary).toEqual({ status: 200, code: null, small: h.small });
     }
 
-    await t.relay.services.inflight.settled(Date.now() + 10_000);
-    await t.relay.services.usage.flush();
-    const usage = await readUsage(
-      join(dataDir, 'guildgate.db'),
+    const usage = await settledUsage(
+      t,
+      dataDir,
       keys.map((k) => k.discordId),
     );
     const { problems, unseen } = checkRecords(shots, usage);

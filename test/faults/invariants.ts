@@ -1,10 +1,12 @@
 // The invariants every fault test checks after its load, read from the real SQLite file: one usage
 // record per request the relay relayed, none for requests it refused, daily aggregates that count
 // each record once, no negative charge, and a budget ledger equal to what the records charged.
+import { join } from 'node:path';
 import { SqliteStore } from '../../src/adapters/sqlite/sqlite-store.js';
 import { BudgetCalendar } from '../../src/domain/budget-day.js';
 import type { UsageRecord } from '../../src/domain/types.js';
-import type { Shot } from '../helpers/load.js';
+import type { LoadKey, Shot } from '../helpers/load.js';
+import type { TestRelay } from '../helpers/relay.js';
 
 /** Answers given before a request was relayed: these never have a usage record. */
 export const REFUSAL_CODES = new Set([
@@ -107,4 +109,24 @@ export function checkRecords(shots: Shot[], usage: Map<string, MemberUsage>): Re
   for (const [id, rs] of byId) if (rs.length > 1) problems.push(`request ${id} has ${rs.length} records`);
   const unseen = [...byId.values()].flat().filter((r) => !seen.has(r.requestId));
   return { problems, unseen };
+}
+
+/** Seven members on the `free` tier and the last one on `small` (a budget the load exhausts). */
+export async function issueMembers(t: TestRelay): Promise<{ keys: LoadKey[]; small: LoadKey }> {
+  const keys: LoadKey[] = [];
+  for (let i = 0; i < 7; i++) keys.push(await t.issue(undefined, 'free'));
+  const small = await t.issue(undefined, 'small');
+  keys.push(small);
+  return { keys, small };
+}
+
+/** Once every relayed request is recorded and settled and the records are written: the members' usage. */
+export async function settledUsage(
+  t: TestRelay,
+  dataDir: string,
+  discordIds: string[],
+): Promise<Map<string, MemberUsage>> {
+  await t.relay.services.inflight.settled(Date.now() + 10_000);
+  await t.relay.services.usage.flush();
+  return readUsage(join(dataDir, 'guildgate.db'), discordIds);
 }

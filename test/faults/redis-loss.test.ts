@@ -23,10 +23,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UsageRecord } from '../../src/domain/types.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
-import { isOpenAIError, type LoadKey, type Shot, startLoad, tally } from '../helpers/load.js';
+import { isOpenAIError, type Shot, startLoad, tally } from '../helpers/load.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
-import { chargedSum, checkRecords, errorCode, readUsage } from './invariants.js';
+import { chargedSum, checkRecords, errorCode, issueMembers, settledUsage } from './invariants.js';
 
 const FLUSH_MS = 50;
 /** Scheduling slack on two busy cores, added to each window's edges. */
@@ -120,10 +120,7 @@ async function lose(sc: Scenario) {
     env: { REDIS_URL: redis.url },
   });
   try {
-    const keys: LoadKey[] = [];
-    for (let i = 0; i < 7; i++) keys.push(await t.issue(undefined, 'free'));
-    const small = await t.issue(undefined, 'small');
-    keys.push(small);
+    const { keys, small } = await issueMembers(t);
 
     const load = startLoad({ url: t.url, keys, workers: 12, maxTokens: 16, pauseMs: 10 });
     let restarted = false;
@@ -192,10 +189,9 @@ async function lose(sc: Scenario) {
     });
     expect(normal.choices[0]?.message.content).toBe('hello from fake');
 
-    await t.relay.services.inflight.settled(Date.now() + 10_000);
-    await t.relay.services.usage.flush();
-    const usage = await readUsage(
-      join(dataDir, 'guildgate.db'),
+    const usage = await settledUsage(
+      t,
+      dataDir,
       keys.map((k) => k.discordId),
     );
     const { problems, unseen } = checkRecords(shots, usage);

@@ -12,9 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { budgetSubject } from '../../src/app/admission.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
-import { isOpenAIError, type LoadKey, startLoad, tally } from '../helpers/load.js';
+import { isOpenAIError, startLoad, tally } from '../helpers/load.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
-import { chargedSum, checkRecords, errorCode, readUsage } from './invariants.js';
+import { chargedSum, checkRecords, errorCode, issueMembers, settledUsage } from './invariants.js';
 import { lockStore } from './store-lock.js';
 
 /** Longer than the usage writer's 5 s busy timeout, so at least one write fails instead of only waiting. */
@@ -47,10 +47,7 @@ afterAll(async () => {
 
 describe('the store unavailable for a few seconds', { timeout: 90_000 }, () => {
   it('buffers usage records and writes each exactly once when it is back; requests keep being answered', async () => {
-    const keys: LoadKey[] = [];
-    for (let i = 0; i < 7; i++) keys.push(await t.issue(undefined, 'free'));
-    const small = await t.issue(undefined, 'small');
-    keys.push(small);
+    const { keys, small } = await issueMembers(t);
 
     const load = startLoad({ url: t.url, keys, workers: 10, maxTokens: 16, pauseMs: 20 });
     await sleep(800);
@@ -105,10 +102,9 @@ describe('the store unavailable for a few seconds', { timeout: 90_000 }, () => {
     });
     expect(normal.choices[0]?.message.content).toBe('hello from fake');
 
-    await t.relay.services.inflight.settled(Date.now() + 10_000);
-    await t.relay.services.usage.flush();
-    const usage = await readUsage(
-      join(dataDir, 'guildgate.db'),
+    const usage = await settledUsage(
+      t,
+      dataDir,
       keys.map((k) => k.discordId),
     );
     const { problems, unseen } = checkRecords(shots, usage);

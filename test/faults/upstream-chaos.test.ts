@@ -15,7 +15,7 @@ import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.j
 import { chatPromptEstimate } from '../helpers/estimate.js';
 import { isOpenAIError, type LoadKey, seededRandom, startLoad, tally } from '../helpers/load.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay.js';
-import { chargedSum, checkRecords, errorCode, readUsage } from './invariants.js';
+import { chargedSum, checkRecords, errorCode, settledUsage } from './invariants.js';
 
 const MAX_TOKENS = 16;
 const MAX_CONCURRENT = 3;
@@ -159,10 +159,9 @@ describe('an upstream that hangs, resets, truncates or sends garbage', { timeout
       expect(h, summary).toEqual({ status: 200, code: null, small: h.small });
     }
 
-    await t.relay.services.inflight.settled(Date.now() + 10_000);
-    await t.relay.services.usage.flush();
-    const usage = await readUsage(
-      join(dataDir, 'guildgate.db'),
+    const usage = await settledUsage(
+      t,
+      dataDir,
       keys.map((k) => k.discordId),
     );
     const { problems, unseen } = checkRecords(shots, usage);
