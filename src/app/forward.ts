@@ -1,6 +1,7 @@
 // Sends a request to the first upstream route that answers. Failover happens only before the first
 // byte of a response reaches the client: on connect errors, timeouts, 5xx and 429.
 import type { ModelConfig } from '../config/schema.js';
+import type { Cancellation } from '../domain/cancellation.js';
 import { ServiceUnavailableError, UpstreamTimeoutError, UpstreamUnavailableError } from '../domain/errors.js';
 import type { Upstream, UpstreamResponse } from '../domain/ports.js';
 
@@ -16,7 +17,7 @@ function shouldFailOver(status: number): boolean {
 export async function forward(
   upstream: Upstream,
   model: ModelConfig,
-  call: { path: string; body: Record<string, unknown>; requestId: string; signal: AbortSignal },
+  call: { path: string; body: Record<string, unknown>; requestId: string; cancellation: Cancellation },
   onFailover?: (info: { upstream: string; reason: string }) => void,
 ): Promise<Forwarded> {
   for (const [i, route] of model.routes.entries()) {
@@ -28,13 +29,13 @@ export async function forward(
         method: 'POST',
         body: { ...call.body, model: route.model },
         requestId: call.requestId,
-        signal: call.signal,
+        cancellation: call.cancellation,
       });
       if (isLast || !shouldFailOver(response.status)) return { response, upstream: route.upstream };
       response.cancel();
       onFailover?.({ upstream: route.upstream, reason: `status ${response.status}` });
     } catch (error) {
-      if (call.signal.aborted) throw error;
+      if (call.cancellation.aborted) throw error;
       if (!(error instanceof UpstreamUnavailableError || error instanceof UpstreamTimeoutError)) throw error;
       if (isLast) throw error;
       onFailover?.({ upstream: route.upstream, reason: error.code });

@@ -2,7 +2,7 @@
 // random part, fixed width 6). The prefix makes leaked keys recognisable to secret scanners; the
 // checksum rejects typos and random guesses without a database lookup. Only the SHA-256 of the whole
 // key is stored.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const KEY_PREFIX = 'gg_';
 const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
@@ -28,7 +28,7 @@ export function base58(bytes: Uint8Array): string {
 }
 
 function checksum(body: string): string {
-  const digest = createHash('sha256').update(body).digest().subarray(0, 4);
+  const digest = hash('sha256', body, 'buffer').subarray(0, 4);
   return base58(digest).padStart(CHECKSUM_LEN, '1');
 }
 
@@ -46,7 +46,8 @@ export function generateKey(): NewKey {
 }
 
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  // One-shot: no Hash object per request.
+  return hash('sha256', key, 'hex');
 }
 
 export function displayPrefix(key: string): string {

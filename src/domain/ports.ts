@@ -1,5 +1,6 @@
 // Ports: what the use cases need from the outside world. Adapters in src/adapters implement them;
 // every adapter of a port passes the same contract suite in test/contract.
+import type { Cancellation } from './cancellation.js';
 import type { AuditEntry, DailyUsage, KeyPatch, KeyRecord, UsageRecord, User } from './types.js';
 
 /** Persistent state: users, keys, usage metadata, audit log. */
@@ -152,8 +153,13 @@ export interface KeyEvents {
 export interface UpstreamResponse {
   status: number;
   headers: Record<string, string>;
-  /** Raw body bytes as they arrive (no buffering). Must be consumed or cancelled. */
+  /**
+   * Raw body bytes as they arrive. The body must be consumed once, by iterating this or by `read`,
+   * or cancelled. Iteration throws an error named `AbortError` once the call is aborted.
+   */
   body: AsyncIterable<Uint8Array>;
+  /** The whole body; past `limit` bytes, rejects with `UpstreamUnavailableError` and drops the rest. */
+  read(limit: number): Promise<Buffer>;
   /** Releases the connection without reading the rest of the body. */
   cancel(): void;
 }
@@ -166,7 +172,8 @@ export interface UpstreamCall {
   method: 'GET' | 'POST';
   body?: unknown;
   requestId: string;
-  signal: AbortSignal;
+  /** Aborting it stops the call, waiting for headers or reading the body. */
+  cancellation: Cancellation;
 }
 
 /**

@@ -14,7 +14,7 @@ export function instrumentUpstream(inner: Upstream, metrics: Metrics): Upstream 
         return response;
       } catch (err) {
         // A client gone mid-call is not the upstream's failure.
-        if (!call.signal.aborted) {
+        if (!call.cancellation.aborted) {
           if (err instanceof UpstreamTimeoutError) metrics.upstreamError(call.upstream, 'timeout');
           else if (err instanceof UpstreamUnavailableError) metrics.upstreamError(call.upstream, 'connect');
         }

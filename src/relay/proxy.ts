@@ -4,6 +4,7 @@
 // disconnect), the budget is settled exactly once and one usage record is written.
 import { type Admission, billable, charge, reserve, settle, type Ticket } from '../app/admission.js';
 import { forward } from '../app/forward.js';
+import { Cancellation } from '../domain/cancellation.js';
 import { AppError, UpstreamTimeoutError } from '../domain/errors.js';
 import type { Services } from '../services.js';
 import type { Exchange } from './api/exchange.js';
@@ -46,12 +47,12 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
   const { res } = x;
   const started = performance.now();
   // Listen before the first await: a client gone during admission must abort too.
-  const controller = new AbortController();
+  const cancellation = new Cancellation();
   const onClose = () => {
-    if (!res.writableFinished) controller.abort();
+    if (!res.writableFinished) cancellation.abort();
   };
   res.on('close', onClose);
-  if (res.destroyed) controller.abort();
+  if (res.destroyed) cancellation.abort();
   let adm: Admission;
   try {
     adm = await reserve(s.limits, ticket, {
@@ -78,7 +79,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     upstream: null,
   };
   try {
-    if (controller.signal.aborted) {
+    if (cancellation.aborted) {
       // Gone before anything was sent upstream: recorded, charged nothing.
       outcome = { ...outcome, status: 'aborted', httpStatus: 499 };
       return;
@@ -86,7 +87,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     const fwd = await forward(
       s.upstream,
       call.model,
-      { path: call.path, body: upstreamBody(call, adm), requestId: ticket.requestId, signal: controller.signal },
+      { path: call.path, body: upstreamBody(call, adm), requestId: ticket.requestId, cancellation },
       (info) => s.log.warn({ requestId: ticket.requestId, ...info }, 'upstream failed before first byte; failing over'),
     );
     outcome.upstream = fwd.upstream;
@@ -96,7 +97,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
       const httpStatus = await relayUpstreamError(s, x, r, fwd.upstream);
       outcome = { ...outcome, status: httpStatus < 500 ? 'client_error' : 'upstream_error', httpStatus };
     } else if (call.stream && isSse) {
-      outcome = { ...(await relayStream(s, x, r, fwd.upstream, call, controller.signal)), upstream: fwd.upstream };
+      outcome = { ...(await relayStream(s, x, r, fwd.upstream, call, cancellation)), upstream: fwd.upstream };
     } else {
       outcome = { ...(await relayJson(res, r, call)), upstream: fwd.upstream };
     }
@@ -104,7 +105,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     // Once the prompt may have reached a provider (client gone, or no answer in time) it may be
     // billed, so it is charged; a connection that never opened costs nothing.
     const promptSent = { promptTokens: call.promptTokens, estimated: true };
-    if (controller.signal.aborted) {
+    if (cancellation.aborted) {
       outcome = { ...outcome, ...promptSent, status: 'aborted', httpStatus: 499 };
     } else if (err instanceof AppError) {
       outcome = { ...outcome, ...(err instanceof UpstreamTimeoutError ? promptSent : {}), httpStatus: err.status };

@@ -5,10 +5,10 @@ import type { UpstreamResponse } from '../domain/ports.js';
 import { writeJson } from './api/respond.js';
 import { errorBody } from './errors.js';
 import type { RelayCall, Relayed } from './relay-call.js';
-import { bodyError, parseObject, producedText, readAll, readUsage } from './upstream-answer.js';
+import { bodyError, MAX_BUFFERED_BODY, parseObject, producedText, readUsage } from './upstream-answer.js';
 
 export async function relayJson(res: ServerResponse, r: UpstreamResponse, call: RelayCall): Promise<Relayed> {
-  const raw = await readAll(r.body).catch((err) => {
+  const raw = await r.read(MAX_BUFFERED_BODY).catch((err) => {
     throw bodyError(err);
   });
   const json = parseObject(raw.toString('utf8'));

@@ -3,6 +3,7 @@
 // they come (no re-encoding); otherwise whole events are forwarded and the usage-only chunk the relay
 // asked for on the client's behalf is dropped.
 import type { ServerResponse } from 'node:http';
+import type { Cancellation } from '../domain/cancellation.js';
 import { UpstreamUnavailableError } from '../domain/errors.js';
 import type { UpstreamResponse } from '../domain/ports.js';
 import { SseParser } from '../domain/sse.js';
@@ -41,7 +42,7 @@ export async function relayStream(
   r: UpstreamResponse,
   upstream: string,
   call: RelayCall,
-  signal: AbortSignal,
+  cancellation: Cancellation,
 ): Promise<Relayed> {
   const { res } = x;
   const clientWantsUsage =
@@ -115,7 +116,7 @@ export async function relayStream(
     failure = err;
   }
 
-  const aborted = signal.aborted;
+  const aborted = cancellation.aborted;
   if (failure && !aborted) {
     s.log.warn({ err: failure, requestId: x.requestId, upstream }, 'upstream stream failed mid-way');
     s.metrics.upstreamError(upstream, 'mid_stream');

@@ -3,7 +3,7 @@
 import { AppError, UpstreamTimeoutError, UpstreamUnavailableError } from '../domain/errors.js';
 
 /** Largest upstream body (JSON answer or error) read into memory. */
-const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
+export const MAX_BUFFERED_BODY = 16 * 1024 * 1024;
 
 export interface Usage {
   prompt: number;
@@ -17,17 +17,6 @@ export function bodyError(err: unknown): unknown {
     return new UpstreamTimeoutError('The upstream provider stopped sending its answer.', err);
   }
   return new UpstreamUnavailableError('The upstream connection failed while reading its answer.', err);
-}
-
-export async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > MAX_BUFFERED_BODY) throw new UpstreamUnavailableError('The upstream response was too large.');
-    parts.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(parts);
 }
 
 export function parseObject(text: string): Record<string, unknown> | null {

@@ -7,7 +7,7 @@ import type { Services } from '../services.js';
 import type { Exchange } from './api/exchange.js';
 import { writeJson } from './api/respond.js';
 import { type ErrorBody, errorBody } from './errors.js';
-import { parseObject, readAll } from './upstream-answer.js';
+import { MAX_BUFFERED_BODY, parseObject } from './upstream-answer.js';
 
 interface Answer {
   status: number;
@@ -72,7 +72,7 @@ export async function relayUpstreamError(
   r: UpstreamResponse,
   upstream: string,
 ): Promise<number> {
-  const raw = await readAll(r.body).catch(() => Buffer.alloc(0));
+  const raw = await r.read(MAX_BUFFERED_BODY).catch(() => Buffer.alloc(0));
   const err = parseObject(raw.toString('utf8'))?.error as Record<string, unknown> | undefined;
   const own = ownAnswer(r, upstream);
   // An upstream rate limit is routine and its text harmless; the others need the operator.

@@ -1,6 +1,7 @@
 // Client input that once answered 500: a path with malformed percent-encoding, and JSON nested far
 // deeper than any request needs. Both are the client's fault: OpenAI-shaped 400s, and the relay
 // keeps serving normal requests in between.
+import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../src/relay/api/body.js';
 import { type FakeUpstream, startFakeUpstream } from '../fakes/openai-upstream.js';
@@ -56,4 +57,27 @@ it('measures nesting outside strings only, up to the limit', () => {
   expect(nestsDeeperThan(JSON.stringify({ s: `\\"${'['.repeat(500)}` }), MAX_JSON_DEPTH)).toBe(false);
   const tools = { tools: [{ type: 'function', function: { parameters: { type: 'object', properties: {} } } }] };
   expect(nestsDeeperThan(JSON.stringify(tools), MAX_JSON_DEPTH)).toBe(false);
+});
+
+it('agrees with the depth of the parsed value, whatever the strings hold', () => {
+  const depth = (v: unknown): number =>
+    v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
+  // Strings full of quotes, backslashes and brackets: the characters the scan must skip correctly.
+  const tricky = fc.string({ unit: fc.constantFrom('"', '\\', '[', ']', '{', '}', 'a', ' ', '\u00e9') });
+  const value = fc.letrec((tie) => ({
+    node: fc.oneof(
+      { depthSize: 'small' },
+      tricky,
+      fc.integer(),
+      fc.array(tie('node'), { maxLength: 3 }),
+      fc.dictionary(tricky, tie('node'), { maxKeys: 3 }),
+    ),
+  })).node;
+  fc.assert(
+    fc.property(value, fc.integer({ min: 0, max: 8 }), (v, max) => {
+      const text = JSON.stringify(v);
+      expect(nestsDeeperThan(text, max)).toBe(depth(v) > max);
+    }),
+    { numRuns: 500 },
+  );
 });

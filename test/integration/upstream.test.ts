@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { startDemoUpstream } from '../../src/adapters/upstream/demo-upstream.js';
 import { UndiciUpstream } from '../../src/adapters/upstream/undici-upstream.js';
 import { upstreamSchema } from '../../src/config/schema.js';
+import { Cancellation } from '../../src/domain/cancellation.js';
 import { UpstreamTimeoutError, UpstreamUnavailableError } from '../../src/domain/errors.js';
 import type { UpstreamCall, UpstreamResponse } from '../../src/domain/ports.js';
 import { type SseEvent, SseParser } from '../../src/domain/sse.js';
@@ -34,7 +35,7 @@ function call(overrides: Partial<UpstreamCall> = {}): UpstreamCall {
     method: 'POST',
     body: CHAT,
     requestId: 'req_test1',
-    signal: new AbortController().signal,
+    cancellation: new Cancellation(),
     ...overrides,
   };
 }
@@ -226,10 +227,10 @@ describe('UndiciUpstream against the fake provider', () => {
 
   it('aborts a request waiting for headers and rethrows the abort as is', async () => {
     fake.next({ kind: 'hang' });
-    const controller = new AbortController();
-    const pending = upstream(fake.url).send(call({ signal: controller.signal }));
+    const cancellation = new Cancellation();
+    const pending = upstream(fake.url).send(call({ cancellation }));
     await vi.waitFor(() => expect(fake.requests).toHaveLength(1), { timeout: 5_000, interval: 10 });
-    controller.abort();
+    cancellation.abort();
     const err = await pending.catch((e: unknown) => e);
     expect((err as Error).name).toBe('AbortError');
     expect(err).not.toBeInstanceOf(UpstreamUnavailableError);
@@ -238,13 +239,13 @@ describe('UndiciUpstream against the fake provider', () => {
 
   it('aborts a streaming body: the iterator throws AbortError and the provider sees the close', async () => {
     fake.next({ kind: 'slow-stream', chunkDelayMs: 200 });
-    const controller = new AbortController();
-    const res = await upstream(fake.url).send(call({ body: { ...CHAT, stream: true }, signal: controller.signal }));
+    const cancellation = new Cancellation();
+    const res = await upstream(fake.url).send(call({ body: { ...CHAT, stream: true }, cancellation }));
     let chunks = 0;
     const err = await (async () => {
       for await (const _ of res.body) {
         chunks++;
-        controller.abort();
+        cancellation.abort();
       }
     })().catch((e: unknown) => e);
     expect(chunks).toBe(1);
@@ -285,6 +286,38 @@ describe('UndiciUpstream against the fake provider', () => {
     expect(fake.connections - before).toBeLessThanOrEqual(2);
     expect(new Set(fake.requests.map((r) => r.connection)).size).toBeLessThanOrEqual(2);
     expect(fake.requests).toHaveLength(6);
+  });
+
+  it('read() returns the whole body; a body is read only once', async () => {
+    const res = await upstream(fake.url).send(call());
+    const raw = await res.read(1024 * 1024);
+    expect(JSON.parse(raw.toString('utf8'))).toMatchObject({ object: 'chat.completion' });
+    await expect(res.read(1024)).rejects.toThrow('read only once');
+  });
+
+  it('read() past its limit rejects, drops the connection and leaves the pool usable', async () => {
+    fake.next({ kind: 'huge', bytes: 2 * 1024 * 1024 });
+    const u = upstream(fake.url);
+    const res = await u.send(call());
+    const err = await res.read(256 * 1024).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UpstreamUnavailableError);
+    expect((err as Error).message).toBe('The upstream response was too large.');
+    const after = await u.send(call());
+    expect(JSON.parse((await after.read(1024 * 1024)).toString('utf8'))).toMatchObject({ object: 'chat.completion' });
+  });
+
+  it('a reader slower than the provider still gets every byte, in order', async () => {
+    fake.next({ kind: 'huge', bytes: 3 * 1024 * 1024 });
+    const res = await upstream(fake.url).send(call());
+    // Let the provider's bytes pile up (the socket is paused past a bound), then read slowly.
+    await new Promise((r) => setTimeout(r, 100));
+    const chunks: Buffer[] = [];
+    for await (const chunk of res.body) {
+      chunks.push(Buffer.from(chunk));
+      if (chunks.length % 8 === 0) await new Promise((r) => setImmediate(r));
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    expect(body.choices[0].message.content).toBe('lorem '.repeat(Math.ceil((3 * 1024 * 1024) / 6)));
   });
 
   it('refuses an upstream name it was not configured with', async () => {

@@ -1,8 +1,10 @@
-// The `Upstream` port over undici: one keep-alive pool per configured upstream, raw bytes out.
+// The `Upstream` port over undici: one keep-alive pool per configured upstream, raw bytes out
+// (each call a dispatch handler: call-handler.ts).
 import { Pool } from 'undici';
 import type { UpstreamConfig } from '../../config/schema.js';
 import { UpstreamTimeoutError, UpstreamUnavailableError } from '../../domain/errors.js';
 import type { Upstream, UpstreamCall, UpstreamResponse } from '../../domain/ports.js';
+import { CallHandler } from './call-handler.js';
 
 interface Target {
   pool: Pool;
@@ -32,8 +34,6 @@ function errorCode(err: unknown): string | null {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : null;
 }
-
-function noop(): void {}
 
 export class UndiciUpstream implements Upstream {
   private readonly targets = new Map<string, Target>();
@@ -72,38 +72,26 @@ export class UndiciUpstream implements Upstream {
     if (call.body !== undefined) headers['content-type'] = 'application/json';
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
 
-    let res: Awaited<ReturnType<Pool['request']>>;
-    try {
-      res = await target.pool.request({
+    const handler = new CallHandler(call.cancellation);
+    target.pool.dispatch(
+      {
         method: call.method,
         path: target.basePath + call.path,
         headers,
         body: call.body === undefined ? undefined : JSON.stringify(call.body),
-        signal: call.signal,
-      });
+      },
+      handler,
+    );
+    try {
+      return await handler.head;
     } catch (err) {
       throw this.mapError(call, err);
     }
-
-    const body = res.body;
-    // Errors after the headers (idle timeout, reset, abort) surface through iteration; this
-    // listener only keeps an unread body's error from becoming an uncaught exception.
-    body.on('error', noop);
-    const responseHeaders: Record<string, string> = {};
-    for (const [name, value] of Object.entries(res.headers)) {
-      if (value !== undefined) responseHeaders[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
-    }
-    return {
-      status: res.statusCode,
-      headers: responseHeaders,
-      body,
-      cancel: () => body.destroy(),
-    };
   }
 
   /** Messages name the upstream only: its URL may carry credentials and its key must never leak. */
   private mapError(call: UpstreamCall, err: unknown): unknown {
-    if (call.signal.aborted) return err;
+    if (call.cancellation.aborted) return err;
     const code = errorCode(err);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
       return new UpstreamTimeoutError(`Upstream "${call.upstream}" did not answer in time`, err);

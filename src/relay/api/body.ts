@@ -17,22 +17,35 @@ const tooDeep = () =>
     'invalid_json',
   );
 
-/** Whether JSON text nests objects/arrays deeper than `max`, scanned before parsing (strings skipped). */
+/**
+ * Whether JSON text nests objects/arrays deeper than `max`, scanned before parsing. Strings (most of
+ * a prompt) are skipped with `indexOf`, so the scan costs little beyond the structure itself.
+ */
 export function nestsDeeperThan(text: string, max: number): boolean {
+  if (text.length <= max) return false;
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92)
-        i++; // backslash: skip the escaped character
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91) {
+    if (c === 34) {
+      i = stringEnd(text, i);
+      if (i < 0) return false; // unterminated: JSON.parse refuses it
+    } else if (c === 123 || c === 91) {
       if (++depth > max) return true;
     } else if (c === 125 || c === 93) depth--;
   }
   return false;
+}
+
+/** Index of the quote closing the string opened at `open`, or -1. */
+function stringEnd(text: string, open: number): number {
+  let at = text.indexOf('"', open + 1);
+  while (at > 0) {
+    let slashes = 0;
+    while (text.charCodeAt(at - 1 - slashes) === 92) slashes++;
+    if (slashes % 2 === 0) return at;
+    at = text.indexOf('"', at + 1);
+  }
+  return -1;
 }
 
 const tooLarge = (limit: number) =>
