@@ -17,6 +17,8 @@ import { parseObject, producedText, readUsage, type Usage } from './upstream-ans
 const EVENT_END = /\r\n\r\n|\n\n|\r\r/;
 /** An SSE event larger than this is not a model's answer: the stream is treated as broken. */
 const MAX_EVENT_CHARS = 4 * 1024 * 1024;
+/** Passed-through bytes held before their events are read. */
+const HOLD_BYTES = 64 * 1024;
 /** Forwarded chunk data kept for counting before it is counted and dropped. */
 const FOLD_CHARS = 256 * 1024;
 /** A chunk whose `usage` is an object (not the `null` OpenAI puts in every other chunk). */
@@ -92,28 +94,56 @@ export async function relayStream(
     return forwardIt ? raw : '';
   };
 
+  /** Decodes bytes (null: the end) and returns what to forward of the events completed by them. */
+  const digest = (bytes: Uint8Array | null): string => {
+    pending += bytes ? decoder.decode(bytes, { stream: true }) : decoder.decode();
+    if (pending.length > MAX_EVENT_CHARS)
+      throw new UpstreamUnavailableError('The upstream sent an oversized SSE event.');
+    let out = '';
+    for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
+      const end = m.index + m[0].length;
+      out += handle(pending.slice(0, end));
+      pending = pending.slice(end);
+    }
+    return out;
+  };
+  // Passed-through bytes are read in batches rather than chunk by chunk: a stream's usage comes at
+  // its end, so nothing is lost by looking later, and most chunks then cost one array push.
+  let held: Uint8Array[] = [];
+  let heldBytes = 0;
+  const digestHeld = () => {
+    if (held.length === 0) return;
+    const bytes = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    digest(bytes);
+  };
+
   try {
     for await (const chunk of r.body) {
-      pending += decoder.decode(chunk, { stream: true });
-      if (pending.length > MAX_EVENT_CHARS)
-        throw new UpstreamUnavailableError('The upstream sent an oversized SSE event.');
-      // The events of one upstream chunk leave in one socket write (headers go with the first).
-      let out = '';
-      for (let m = EVENT_END.exec(pending); m; m = EVENT_END.exec(pending)) {
-        const end = m.index + m[0].length;
-        out += handle(pending.slice(0, end));
-        pending = pending.slice(end);
+      if (clientWantsUsage) {
+        held.push(chunk);
+        heldBytes += chunk.byteLength;
+        if (heldBytes >= HOLD_BYTES) digestHeld();
+        await write(res, chunk);
+      } else {
+        // The events of one upstream chunk leave in one socket write (headers go with the first).
+        const out = digest(chunk);
+        if (out) await write(res, out);
       }
-      if (clientWantsUsage) await write(res, chunk);
-      else if (out) await write(res, out);
     }
-    pending += decoder.decode();
-    if (pending) {
-      const rest = handle(pending);
-      if (!clientWantsUsage) await write(res, rest);
-    }
+    digestHeld();
+    const rest = digest(null) + (pending ? handle(pending) : '');
+    pending = '';
+    if (!clientWantsUsage && rest) await write(res, rest);
   } catch (err) {
     failure = err;
+    try {
+      // What was delivered before the failure is still counted.
+      digestHeld();
+    } catch {
+      // An oversized event: already the failure being reported.
+    }
   }
 
   const aborted = cancellation.aborted;
