@@ -1,11 +1,14 @@
 // Summarises a V8 CPU profile (`node --cpu-prof`) as text: where the time went by function and by
-// file (self time), and the inclusive time of the project's own functions. Usage:
-//   node bench/lib/cpuprofile-summary.mjs PROFILE.cpuprofile [rows]
+// file (self time), and the inclusive time of the project's own functions; with --tree, the call tree
+// top down (siblings of the same function merged, branches under the threshold left out). Usage:
+//   node bench/lib/cpuprofile-summary.mjs PROFILE.cpuprofile [rows] [--tree[=MIN_PERCENT]]
 import { readFileSync } from 'node:fs';
 
-const [file, rowsArg] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const treeArg = args.find((a) => a.startsWith('--tree'));
+const [file, rowsArg] = args.filter((a) => a !== treeArg);
 if (!file) {
-  console.error('usage: cpuprofile-summary.mjs PROFILE.cpuprofile [rows]');
+  console.error('usage: cpuprofile-summary.mjs PROFILE.cpuprofile [rows] [--tree[=MIN_PERCENT]]');
   process.exit(2);
 }
 const rows = Number(rowsArg ?? 30);
@@ -56,3 +59,42 @@ console.log(`${file}: ${(total / 1e6).toFixed(2)} s sampled`);
 print('self time by function', byFunction);
 print('self time by file or package', byFile);
 print("inclusive time of the project's functions", inclusive);
+
+if (treeArg) {
+  // Percentages of the busy time: idle, GC and V8's own bookkeeping are left out of the base.
+  const minPercent = Number(treeArg.split('=')[1] ?? 0.7);
+  const inclusiveUs = new Map();
+  const sum = (id) => {
+    const n = nodes.get(id);
+    let us = selfUs.get(id) ?? 0;
+    for (const c of n.children ?? []) us += sum(c);
+    inclusiveUs.set(id, us);
+    return us;
+  };
+  const root = profile.nodes[0];
+  sum(root.id);
+  let busy = 0;
+  for (const c of root.children ?? []) {
+    if (!/^\((idle|program|garbage collector)\)$/.test(nodes.get(c).callFrame.functionName)) busy += inclusiveUs.get(c);
+  }
+  const walk = (ids, depth) => {
+    const merged = new Map();
+    for (const id of ids) {
+      const k = label(nodes.get(id).callFrame);
+      const e = merged.get(k) ?? { us: 0, self: 0, children: [] };
+      e.us += inclusiveUs.get(id);
+      e.self += selfUs.get(id) ?? 0;
+      e.children.push(...(nodes.get(id).children ?? []));
+      merged.set(k, e);
+    }
+    for (const [k, e] of [...merged].sort((a, b) => b[1].us - a[1].us)) {
+      const pct = (100 * e.us) / busy;
+      if (pct < minPercent) continue;
+      const selfPct = ((100 * e.self) / busy).toFixed(1);
+      console.log(`${'  '.repeat(depth)}${pct.toFixed(1)}% (self ${selfPct}%) ${k}`);
+      walk(e.children, depth + 1);
+    }
+  };
+  console.log(`\ncall tree, % of busy time (${(busy / 1e6).toFixed(2)} s), branches under ${minPercent}% left out`);
+  walk(root.children ?? [], 0);
+}
