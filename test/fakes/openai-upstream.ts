@@ -35,7 +35,7 @@ export type FakeBehavior =
   // Hostile providers (for the property suite). Unlike the modes above they misbehave in the
   // ways real gateways and broken providers do, not only in the ways OpenAI itself fails.
   /** Exactly these bytes: any status, headers and body (garbage SSE, wrong framing of content). */
-  | { kind: 'raw'; status: number; headers?: Record<string, string>; body: string | Buffer }
+  | { kind: 'raw'; status: number; headers?: Record<string, string | string[]>; body: string | Buffer }
   /** A proxy's HTML error page (what nginx or a CDN sends in front of a broken provider). */
   | { kind: 'html'; status: number }
   /** 200 application/json whose body is not JSON. */

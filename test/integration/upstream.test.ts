@@ -288,6 +288,19 @@ describe('UndiciUpstream against the fake provider', () => {
     expect(fake.requests).toHaveLength(6);
   });
 
+  it('gives header names in lower case and joins a header sent more than once', async () => {
+    fake.next({
+      kind: 'raw',
+      status: 200,
+      headers: { 'Content-Type': 'application/json', 'X-Seen': ['a', 'b'] },
+      body: '{}',
+    });
+    const res = await upstream(fake.url).send(call());
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(res.headers['x-seen']).toBe('a, b');
+    expect((await res.read(1024)).toString('utf8')).toBe('{}');
+  });
+
   it('read() returns the whole body; a body is read only once', async () => {
     const res = await upstream(fake.url).send(call());
     const raw = await res.read(1024 * 1024);

@@ -31,6 +31,15 @@ function abortError(): Error {
 
 const DONE: IteratorResult<Uint8Array> = { done: true, value: undefined };
 
+function joinRepeated(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined) flat[name] = typeof value === 'string' ? value : value.join(', ');
+  }
+  return flat;
+}
+
 export class CallHandler implements Dispatcher.DispatchHandler {
   /** Settles with the response head, or rejects with undici's error (mapped by the caller). */
   readonly head: Promise<UpstreamResponse>;
@@ -69,10 +78,13 @@ export class CallHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // informational: the real head follows
-    const flat: Record<string, string> = {};
+    // undici's object as it is, unless a header came more than once (then its values are joined).
+    let flat = headers as Record<string, string>;
     for (const name in headers) {
-      const value = headers[name];
-      if (value !== undefined) flat[name] = typeof value === 'string' ? value : value.join(', ');
+      if (typeof headers[name] !== 'string') {
+        flat = joinRepeated(headers);
+        break;
+      }
     }
     this.#headSettled = true;
     this.#resolveHead({
