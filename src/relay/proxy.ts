@@ -68,7 +68,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     res.off('close', onClose);
     throw err;
   }
-  for (const name in adm.headers) res.setHeader(name, adm.headers[name]!);
+  for (const name in adm.headers) x.headers.push(name, adm.headers[name]!);
 
   let outcome: Outcome = {
     status: 'upstream_error',
@@ -99,7 +99,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     } else if (call.stream && isSse) {
       outcome = { ...(await relayStream(s, x, r, fwd.upstream, call, cancellation)), upstream: fwd.upstream };
     } else {
-      outcome = { ...(await relayJson(res, r, call)), upstream: fwd.upstream };
+      outcome = { ...(await relayJson(x, r, call)), upstream: fwd.upstream };
     }
   } catch (err) {
     // Once the prompt may have reached a provider (client gone, or no answer in time) it may be
@@ -109,7 +109,7 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
       outcome = { ...outcome, ...promptSent, status: 'aborted', httpStatus: 499 };
     } else if (err instanceof AppError) {
       outcome = { ...outcome, ...(err instanceof UpstreamTimeoutError ? promptSent : {}), httpStatus: err.status };
-      if (!res.headersSent) writeError(res, err);
+      if (!res.headersSent) writeError(x, err);
     } else {
       throw err;
     }

@@ -1,26 +1,27 @@
 // Relays a JSON answer: read whole (bounded), checked to be a JSON object, passed through byte for
 // byte; its usage read from the provider's `usage`, or estimated from the produced text.
-import type { ServerResponse } from 'node:http';
 import type { UpstreamResponse } from '../domain/ports.js';
-import { writeJson } from './api/respond.js';
+import type { Exchange } from './api/exchange.js';
+import { writeHead, writeJson } from './api/respond.js';
 import { errorBody } from './errors.js';
 import type { RelayCall, Relayed } from './relay-call.js';
 import { bodyError, MAX_BUFFERED_BODY, parseObject, producedText, readUsage } from './upstream-answer.js';
 
-export async function relayJson(res: ServerResponse, r: UpstreamResponse, call: RelayCall): Promise<Relayed> {
+export async function relayJson(x: Exchange, r: UpstreamResponse, call: RelayCall): Promise<Relayed> {
   const raw = await r.read(MAX_BUFFERED_BODY).catch((err) => {
     throw bodyError(err);
   });
   const json = parseObject(raw.toString('utf8'));
   if (!json) {
     writeJson(
-      res,
+      x,
       502,
       errorBody('The upstream provider sent an invalid JSON response.', 'api_error', 'bad_upstream_response'),
     );
     return { status: 'upstream_error', httpStatus: 502, promptTokens: 0, completionTokens: 0, estimated: false };
   }
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': raw.length }).end(raw);
+  writeHead(x, 200, ['content-type', 'application/json', 'content-length', String(raw.length)]);
+  x.res.end(raw);
   const usage = readUsage(json);
   if (usage) {
     return {

@@ -10,6 +10,7 @@ import { SseParser } from '../domain/sse.js';
 import type { UsageStatus } from '../domain/types.js';
 import type { Services } from '../services.js';
 import type { Exchange } from './api/exchange.js';
+import { writeHead } from './api/respond.js';
 import { errorBody } from './errors.js';
 import type { RelayCall, Relayed } from './relay-call.js';
 import { parseObject, producedText, readUsage, type Usage } from './upstream-answer.js';
@@ -21,6 +22,16 @@ const MAX_EVENT_CHARS = 4 * 1024 * 1024;
 const HOLD_BYTES = 64 * 1024;
 /** Forwarded chunk data kept for counting before it is counted and dropped. */
 const FOLD_CHARS = 256 * 1024;
+const SSE_HEADERS = [
+  'content-type',
+  'text/event-stream; charset=utf-8',
+  'cache-control',
+  'no-cache',
+  'connection',
+  'keep-alive',
+  'x-accel-buffering',
+  'no',
+];
 /** A chunk whose `usage` is an object (not the `null` OpenAI puts in every other chunk). */
 const USAGE_OBJECT = /"usage"\s*:\s*\{/;
 
@@ -49,11 +60,17 @@ export async function relayStream(
   const { res } = x;
   const clientWantsUsage =
     (call.body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true;
-  res.statusCode = 200;
-  res.setHeader('content-type', 'text/event-stream; charset=utf-8');
-  res.setHeader('cache-control', 'no-cache');
-  res.setHeader('connection', 'keep-alive');
-  res.setHeader('x-accel-buffering', 'no');
+  // The head leaves with the first bytes: until then, a failure can still be answered as an error.
+  let headSent = false;
+  const head = () => {
+    if (headSent) return;
+    headSent = true;
+    writeHead(x, 200, SSE_HEADERS);
+  };
+  const send = (data: string | Uint8Array) => {
+    head();
+    return write(res, data);
+  };
 
   const decoder = new TextDecoder();
   const parser = new SseParser();
@@ -125,17 +142,17 @@ export async function relayStream(
         held.push(chunk);
         heldBytes += chunk.byteLength;
         if (heldBytes >= HOLD_BYTES) digestHeld();
-        await write(res, chunk);
+        await send(chunk);
       } else {
         // The events of one upstream chunk leave in one socket write (headers go with the first).
         const out = digest(chunk);
-        if (out) await write(res, out);
+        if (out) await send(out);
       }
     }
     digestHeld();
     const rest = digest(null) + (pending ? handle(pending) : '');
     pending = '';
-    if (!clientWantsUsage && rest) await write(res, rest);
+    if (!clientWantsUsage && rest) await send(rest);
   } catch (err) {
     failure = err;
     try {
@@ -157,8 +174,9 @@ export async function relayStream(
     );
     // Passed-through bytes may have ended inside an event: close it first.
     const separator = clientWantsUsage && pending ? '\n\n' : '';
-    await write(res, `${separator}data: ${JSON.stringify(body)}\n\n`);
+    await send(`${separator}data: ${JSON.stringify(body)}\n\n`);
   }
+  head();
   res.end();
 
   const status: UsageStatus = aborted ? 'aborted' : failure ? 'upstream_error' : 'ok';

@@ -80,6 +80,6 @@ export async function relayUpstreamError(
     s.log.warn({ requestId: x.requestId, upstream, status: r.status, code: err?.code }, 'upstream refused or failed');
   }
   const answer = own ?? passedThrough(r, err);
-  writeJson(x.res, answer.status, answer.body, answer.headers);
+  writeJson(x, answer.status, answer.body, answer.headers);
   return answer.status;
 }

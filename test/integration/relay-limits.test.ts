@@ -56,6 +56,10 @@ describe('daily token budget under concurrency', () => {
       expect(err.code).toBe('daily_token_budget_exceeded');
       expect(err.type).toBe('insufficient_quota');
       expect(Number(err.headers.get('retry-after'))).toBeGreaterThan(0);
+      // Headers the refusal carries replace the ones sent so far: each arrives once.
+      for (const name of ['x-ratelimit-remaining-requests', 'x-ratelimit-remaining-tokens', 'x-request-id']) {
+        expect(err.headers.get(name), name).toMatch(/^[\w-]+$/);
+      }
     }
 
     await t.relay.services.usage.flush();

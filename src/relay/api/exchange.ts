@@ -16,6 +16,11 @@ export interface Exchange {
   readonly requestId: string;
   /** The URL path, without its query string or a trailing slash. */
   readonly path: string;
+  /**
+   * Response headers so far, as flat name/value pairs, written with the status in one `writeHead`
+   * (`respond.ts`): cheaper than `setHeader` for each, which is most of a response's header cost.
+   */
+  readonly headers: string[];
   /** Set once the key is verified. */
   auth?: AuthContext;
   /** Set once the request holds a request/minute point and a concurrency slot. */

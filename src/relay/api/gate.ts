@@ -19,6 +19,6 @@ export async function takeTicket(s: Services, x: Exchange, auth: AuthContext): P
     await ticket.release();
     return null;
   }
-  for (const name in ticket.headers) x.res.setHeader(name, ticket.headers[name]!);
+  for (const name in ticket.headers) x.headers.push(name, ticket.headers[name]!);
   return ticket;
 }

@@ -42,13 +42,13 @@ export function createApiHandler(s: Services, opts: ApiOptions): (req: IncomingM
   const retrieve = retrieveModel(s);
 
   async function handle(x: Exchange): Promise<void> {
-    const { req, res } = x;
+    const { req } = x;
     if (opts.isDraining()) {
       // Shutting down: refuse new work on connections that are still open, and close them.
-      res.setHeader('connection', 'close');
+      x.headers.push('connection', 'close');
       throw new ServiceUnavailableError('This relay instance is shutting down. Retry the request.', 'shutting_down');
     }
-    if (cors(req, res)) return;
+    if (cors(x)) return;
     // Auth first: an unauthenticated client learns nothing, not even which URLs exist.
     const auth = await authenticate(x);
     x.auth = auth;
@@ -74,9 +74,8 @@ export function createApiHandler(s: Services, opts: ApiOptions): (req: IncomingM
 
   return (req, res) => {
     const requestId = newId('req');
-    res.setHeader('x-request-id', requestId);
     const url = req.url ?? '/';
-    const x: Exchange = { req, res, requestId, path: pathOf(url) };
+    const x: Exchange = { req, res, requestId, path: pathOf(url), headers: ['x-request-id', requestId] };
     observe(s, x);
     handle(x).catch((err) => fail(s, x, err));
   };
@@ -115,12 +114,12 @@ function fail(s: Services, x: Exchange, err: unknown): void {
   }
   if (err instanceof AppError) {
     if (isRefusal(err.status)) x.refusal = err.code;
-    writeError(res, err);
+    writeError(x, err);
     return;
   }
   s.log.error({ err, requestId: x.requestId }, 'unhandled error');
   writeJson(
-    res,
+    x,
     500,
     errorBody(
       `The server had an error while processing your request. Request id: ${x.requestId}.`,

@@ -17,7 +17,7 @@ export function listModels(s: Services) {
     const data = Object.entries(s.config.models)
       .filter(([id]) => tierAllows(tier, id))
       .map(([id, m]) => modelObject(id, m.ownedBy));
-    writeJson(x.res, 200, { object: 'list', data });
+    writeJson(x, 200, { object: 'list', data });
   };
 }
 
@@ -32,6 +32,6 @@ export function retrieveModel(s: Services) {
         'model',
       );
     }
-    writeJson(x.res, 200, modelObject(id, m.ownedBy));
+    writeJson(x, 200, modelObject(id, m.ownedBy));
   };
 }
