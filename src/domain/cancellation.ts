@@ -20,15 +20,17 @@ export class Cancellation {
     hook?.();
   }
 
-  /**
-   * What aborting stops: the call in flight (a failover replaces it). Runs at once when already
-   * aborted; `null` clears it once the call is over.
-   */
-  onAbort(hook: (() => void) | null): void {
-    if (hook && this.#aborted) {
+  /** What aborting stops: the call in flight (a failover's next call replaces it). Runs at once when already aborted. */
+  onAbort(hook: () => void): void {
+    if (this.#aborted) {
       hook();
       return;
     }
     this.#hook = hook;
+  }
+
+  /** Forgets `hook` once its call is over, unless a later call has replaced it already. */
+  forget(hook: () => void): void {
+    if (this.#hook === hook) this.#hook = null;
   }
 }

@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startDemoUpstream } from '../../src/adapters/upstream/demo-upstream.js';
 import { UndiciUpstream } from '../../src/adapters/upstream/undici-upstream.js';
+import { forward } from '../../src/app/forward.js';
 import { upstreamSchema } from '../../src/config/schema.js';
 import { Cancellation } from '../../src/domain/cancellation.js';
 import { UpstreamTimeoutError, UpstreamUnavailableError } from '../../src/domain/errors.js';
@@ -331,6 +332,34 @@ describe('UndiciUpstream against the fake provider', () => {
     }
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     expect(body.choices[0].message.content).toBe('lorem '.repeat(Math.ceil((3 * 1024 * 1024) / 6)));
+  });
+
+  it('a client that leaves during a failover call aborts that call, not only the first', async () => {
+    const second = await startFakeUpstream({ name: 'second' });
+    try {
+      fake.next({ kind: 'error', status: 500 });
+      second.next({ kind: 'hang' });
+      const routes = [
+        { upstream: 'first', model: 'gpt-4o-mini' },
+        { upstream: 'second', model: 'gpt-4o-mini' },
+      ];
+      const cfg = (baseUrl: string) => upstreamSchema.parse({ baseUrl, connections: 2 });
+      const u = new UndiciUpstream({ first: cfg(fake.url), second: cfg(second.url) }, {});
+      opened.push(u);
+      const cancellation = new Cancellation();
+      const pending = forward(u, { routes } as Parameters<typeof forward>[1], {
+        path: '/chat/completions',
+        body: CHAT,
+        requestId: 'req_failover',
+        cancellation,
+      });
+      await vi.waitFor(() => expect(second.requests).toHaveLength(1), { timeout: 5_000, interval: 10 });
+      cancellation.abort();
+      expect(((await pending.catch((e: unknown) => e)) as Error).name).toBe('AbortError');
+      await vi.waitFor(() => expect(second.requests[0]!.state).toBe('aborted'), { timeout: 5_000, interval: 10 });
+    } finally {
+      await second.close();
+    }
   });
 
   it('refuses an upstream name it was not configured with', async () => {

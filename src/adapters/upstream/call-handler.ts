@@ -49,6 +49,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
 
   #controller: Controller | null = null;
   readonly #cancellation: Cancellation;
+  readonly #onAbort = () => this.#abort(abortError());
 
   #queue: Buffer[] = [];
   #queued = 0;
@@ -64,7 +65,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
       this.#resolveHead = resolve;
       this.#rejectHead = reject;
     });
-    cancellation.onAbort(() => this.#abort(abortError()));
+    cancellation.onAbort(this.#onAbort);
   }
 
   onRequestStart(controller: Controller): void {
@@ -122,7 +123,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#ended = true;
-    this.#cancellation.onAbort(null);
+    this.#cancellation.forget(this.#onAbort);
     const c = this.#collector;
     if (c) {
       this.#collector = null;
@@ -137,7 +138,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller | undefined, err: Error): void {
-    this.#cancellation.onAbort(null);
+    this.#cancellation.forget(this.#onAbort);
     const reason = this.#cancellation.aborted ? abortError() : err;
     if (!this.#headSettled) {
       this.#headSettled = true;
