@@ -31,6 +31,12 @@ function abortError(): Error {
 
 const DONE: IteratorResult<Uint8Array> = { done: true, value: undefined };
 
+const tooLarge = () => new UpstreamUnavailableError('The upstream response was too large.');
+
+function joined(parts: Buffer[], size: number): Buffer {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+}
+
 function joinRepeated(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const flat: Record<string, string> = {};
   for (const name in headers) {
@@ -103,7 +109,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
       c.size += chunk.length;
       if (c.size > c.limit) {
         this.#collector = null;
-        c.reject(new UpstreamUnavailableError('The upstream response was too large.'));
+        c.reject(tooLarge());
         controller.abort(abortError());
         return;
       }
@@ -127,7 +133,7 @@ export class CallHandler implements Dispatcher.DispatchHandler {
     const c = this.#collector;
     if (c) {
       this.#collector = null;
-      c.resolve(c.parts.length === 1 ? c.parts[0]! : Buffer.concat(c.parts, c.size));
+      c.resolve(joined(c.parts, c.size));
       return;
     }
     const w = this.#waiter;
@@ -182,9 +188,9 @@ export class CallHandler implements Dispatcher.DispatchHandler {
     this.#queued = 0;
     if (size > limit) {
       this.#abort(abortError());
-      return Promise.reject(new UpstreamUnavailableError('The upstream response was too large.'));
+      return Promise.reject(tooLarge());
     }
-    if (this.#ended) return Promise.resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    if (this.#ended) return Promise.resolve(joined(parts, size));
     return new Promise((resolve, reject) => {
       this.#collector = { limit, parts, size, resolve, reject };
       this.#controller?.resume();
