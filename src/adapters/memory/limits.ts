@@ -53,8 +53,13 @@ export function checkBudgetArgs(args: {
   max?: number;
   limit?: number;
   actual?: number;
+  /** A charge's time, epoch ms. */
+  at?: number;
 }): void {
   if (!/^\d{4}-\d{2}-\d{2}$/.test(args.day)) throw new RangeError('budget day must be YYYY-MM-DD');
+  if (args.at !== undefined && !(Number.isSafeInteger(args.at) && args.at >= 0)) {
+    throw new RangeError('charge time must be epoch ms');
+  }
   for (const field of ['min', 'max', 'limit', 'actual'] as const) {
     const v = args[field];
     // Tokens are whole numbers: Redis counts with HINCRBY, so callers round weighted charges.
@@ -193,7 +198,6 @@ export class MemoryTokenBudget implements ChargeableTokenBudget {
     at: number;
   }): Promise<{ used: number }> {
     checkBudgetArgs(args);
-    if (!(Number.isSafeInteger(args.at) && args.at >= 0)) throw new RangeError('charge time must be epoch ms');
     const ledger = this.#find(args.subject, args.day) ?? (await this.#create(args.subject, args.day));
     // A rebuild after the spend counted it already.
     if (ledger.rebuiltAt !== undefined && ledger.rebuiltAt >= args.at) return { used: ledger.used };

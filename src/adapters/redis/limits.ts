@@ -236,7 +236,6 @@ export class RedisTokenBudget implements ChargeableTokenBudget {
     at: number;
   }): Promise<{ used: number }> {
     checkBudgetArgs(args);
-    if (!(Number.isSafeInteger(args.at) && args.at >= 0)) throw new RangeError('charge time must be epoch ms');
     const key = budgetKey(args.subject, args.day);
     const expireAt = expireAtSec(args.day);
     for (let attempt = 0; ; attempt++) {
