@@ -135,6 +135,87 @@ describe('redis limits: keys', () => {
   });
 });
 
+describe('redis limits: batches', () => {
+  async function scriptCalls(client: RedisClient): Promise<number> {
+    const stats = (await client.info('commandstats')) as string;
+    const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    return calls('evalsha') + calls('eval');
+  }
+
+  it('the operations of every request in one turn reach Redis as one script call', async () => {
+    const own = await startRedis();
+    const client = createRedis(own.url);
+    try {
+      await waitForReady(client, 10_000);
+      const rate = new RedisRateLimiter(client);
+      const leases = new RedisConcurrencyLimiter(client);
+      const budget = new RedisTokenBudget(client);
+      const day = '2030-04-01';
+      // The first operations load the script; count from a warm client.
+      await leases.acquire('key:warm', 'l0', 1, 30_000);
+      await budget.reserve({ subject: 'user:warm', day, requestId: 'r0', min: 0, max: 1, limit: 10 }).catch(() => {});
+      const before = await scriptCalls(client);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          Promise.all([
+            rate.consume(`key:k${i}`, 10),
+            leases.acquire(`key:k${i}`, `l${i}`, 1, 30_000),
+            budget.settle({ subject: `user:u${i}`, day, requestId: `r${i}`, actual: 1 }),
+          ]),
+        ),
+      );
+      // INFO itself is not a script call; the 60 operations made exactly one.
+      expect((await scriptCalls(client)) - before).toBe(1);
+      for (const [decision, lease] of results) {
+        expect(decision).toMatchObject({ allowed: true, limit: 10, remaining: 9 });
+        expect(lease).toEqual({ ok: true, active: 1 });
+      }
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
+  });
+
+  it('operations run in the order they were issued: a release frees the slot for an acquire of the same turn', async () => {
+    const client = createRedis(server.url);
+    await waitForReady(client, 10_000);
+    try {
+      const leases = new RedisConcurrencyLimiter(client);
+      const subject = `key:order-${Date.now()}`;
+      expect(await leases.acquire(subject, 'first', 1, 30_000)).toEqual({ ok: true, active: 1 });
+      const [, second] = await Promise.all([
+        leases.release(subject, 'first'),
+        leases.acquire(subject, 'second', 1, 30_000),
+      ]);
+      expect(second).toEqual({ ok: true, active: 1 });
+    } finally {
+      await client.quit();
+    }
+  });
+
+  it('a batch Redis fails fails each of its operations as a store error, and the next batch runs', async () => {
+    const client = createRedis(server.url);
+    await waitForReady(client, 10_000);
+    try {
+      const leases = new RedisConcurrencyLimiter(client);
+      const subject = `key:broken-${Date.now()}`;
+      // A lease set that is not a sorted set: its operation raises WRONGTYPE and stops the script.
+      await client.set(`gg:conc:{${subject}}`, 'not a set');
+      const batch = await Promise.allSettled([
+        leases.acquire(`key:fine-${Date.now()}`, 'l1', 1, 30_000),
+        leases.acquire(subject, 'l2', 1, 30_000),
+      ]);
+      for (const r of batch) {
+        expect(r.status).toBe('rejected');
+        expect(((r as PromiseRejectedResult).reason as Error).message).toMatch(/WRONGTYPE/);
+      }
+      expect(await leases.acquire(`key:after-${Date.now()}`, 'l3', 1, 30_000)).toEqual({ ok: true, active: 1 });
+    } finally {
+      await client.quit();
+    }
+  });
+});
+
 describe('failure policy on Redis: spend and acknowledgements across an outage', () => {
   const quiet = { warn() {}, info() {} };
   const today = () => new Date().toISOString().slice(0, 10);

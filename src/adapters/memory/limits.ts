@@ -32,8 +32,8 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
-/** Maps a rate-limiter-flexible result to the port's decision (shared with the Redis adapter). */
-export function decision(allowed: boolean, limit: number, res: RateLimiterRes): RateDecision {
+/** Maps a rate-limiter-flexible result to the port's decision. */
+function decision(allowed: boolean, limit: number, res: RateLimiterRes): RateDecision {
   return {
     allowed,
     limit,

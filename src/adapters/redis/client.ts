@@ -10,6 +10,7 @@
 //   redis-cluster://[[user]:password@]host1[:6379][,host2[:6379]...]
 //                                                       Cluster seed nodes (rediss-cluster:// for TLS)
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { LIMIT_OPS_COMMAND } from './limit-ops.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -28,8 +29,10 @@ export function createRedis(url: string, opts: RedisClientOptions = {}): RedisCl
   const common: RedisOptions = {
     lazyConnect: false,
     enableOfflineQueue: false,
-    // Commands issued in the same tick (admission's three checks) leave in one write.
+    // Commands issued in the same tick leave in one write. The limit operations batch themselves
+    // (limit-ops.ts): queueing their batch for yet another turn would only delay it.
     enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: [LIMIT_OPS_COMMAND],
     maxRetriesPerRequest: 1,
     commandTimeout: opts.commandTimeoutMs ?? 1_000,
     retryStrategy: backoff,
@@ -49,6 +52,7 @@ export function createRedis(url: string, opts: RedisClientOptions = {}): RedisCl
         lazyConnect: false,
         enableOfflineQueue: false,
         enableAutoPipelining: true,
+        autoPipeliningIgnoredCommands: [LIMIT_OPS_COMMAND],
         clusterRetryStrategy: backoff,
         redisOptions: {
           ...auth,

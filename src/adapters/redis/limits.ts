@@ -1,8 +1,8 @@
 // Limit adapters shared by every replica through Redis. Each check is one atomic server-side step
-// (rate-limiter-flexible's Lua or ours), so replicas never race each other. Every key starts with
-// `gg:` and carries a hash tag per subject, so one check touches one Redis Cluster slot.
+// (a Lua operation, batched with those of other requests: limit-ops.ts), so replicas never race
+// each other. Every key starts with `gg:` and carries a hash tag per subject, so one check touches
+// one Redis Cluster slot.
 import { Cluster } from 'ioredis';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type {
   BudgetReservation,
   ChargeableTokenBudget,
@@ -11,83 +11,42 @@ import type {
   RateDecision,
   RateLimiter,
 } from '../../domain/ports.js';
-import { type BudgetHistory, checkBudgetArgs, decision, mayHaveLostDay } from '../memory/limits.js';
+import { type BudgetHistory, checkBudgetArgs, mayHaveLostDay } from '../memory/limits.js';
 import type { RedisClient } from './client.js';
+import { type LimitOps, limitOps } from './limit-ops.js';
 
+const WINDOW_MS = 60_000;
+
+/**
+ * Requests per minute in a fixed window that opens with a subject's first request, as
+ * rate-limiter-flexible counts them in process (the memory adapter), but as one operation of the
+ * shared limit batches rather than a command of its own per request (see limit-ops.ts).
+ */
 export class RedisRateLimiter implements RateLimiter {
-  // rate-limiter-flexible fixes `points` per instance, so each distinct limit gets its own.
-  readonly #limiters = new Map<number, RateLimiterRedis>();
+  readonly #ops: LimitOps;
 
   /** `keyPrefix` separates limiters that share a client (e.g. per-key requests and per-IP auth failures). */
   constructor(
-    private readonly client: RedisClient,
+    client: RedisClient,
     private readonly keyPrefix = 'gg:rl',
   ) {
-    // Each limiter defines its Lua command on the client when built. An auto-pipeline copies the
-    // client's commands when it opens, so one opened earlier in the same tick (e.g. by a replay
-    // after an outage) would lack it and throw: define it now, before any command is sent.
-    this.#limiter(1);
+    this.#ops = limitOps(client);
   }
 
   async consume(subject: string, perMinute: number): Promise<RateDecision> {
-    const limiter = this.#limiter(perMinute);
-    try {
-      return decision(true, perMinute, await limiter.consume(`{${subject}}`));
-    } catch (err) {
-      // A RateLimiterRes is "over the limit"; anything else is a store failure for the caller.
-      if (err instanceof RateLimiterRes) return decision(false, perMinute, err);
-      throw err;
-    }
-  }
-
-  #limiter(perMinute: number): RateLimiterRedis {
-    let limiter = this.#limiters.get(perMinute);
-    if (!limiter) {
-      limiter = new RateLimiterRedis({
-        storeClient: this.client,
-        points: perMinute,
-        duration: 60,
-        keyPrefix: `${this.keyPrefix}:${perMinute}`,
-        // Fail at once rather than wait on a connection that is down; the failure policy decides.
-        rejectIfRedisNotReady: true,
-      });
-      this.#limiters.set(perMinute, limiter);
-    }
-    return limiter;
+    const [count, msLeft] = await this.#ops.run<[number, number]>('q', `${this.keyPrefix}:${perMinute}:{${subject}}`, [
+      WINDOW_MS,
+    ]);
+    const allowed = count <= perMinute;
+    return {
+      allowed,
+      limit: perMinute,
+      remaining: allowed ? perMinute - count : 0,
+      // Never 0: a caller turns this into retry-after and must not be told "retry now" at the edge.
+      resetMs: Math.min(WINDOW_MS, Math.max(1, msLeft)),
+    };
   }
 }
-
-// Redis server time, so replicas with skewed clocks agree on when a lease expires.
-const NOW_MS = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
-
-// KEYS[1] lease set; ARGV leaseId, max, ttlMs. Returns {ok, active}.
-const ACQUIRE = `${NOW_MS}
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-  return {1, redis.call('ZCARD', KEYS[1])}
-end
-return {0, redis.call('ZCARD', KEYS[1])}`;
-
-// KEYS[1] day ledger hash (fields: used; r:<requestId> reserved; c:<requestId> charged elsewhere, see
-// CHARGE; rebuilt: when it was rebuilt from the usage records, epoch ms); ARGV requestId, min, max, limit,
-// expireAtSec. Returns {ok, granted, used}, or {-1, 0, 0} when the ledger does not exist yet (a new
-// day, or Redis lost it): the caller creates it, from history if need be, and asks again.
-// Grant rule mirrors the in-process adapter: refuse when nothing is left or less than min fits.
-const RESERVE = `if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
-local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
-local existing = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
-if existing then return {1, tonumber(existing), used} end
-local available = tonumber(ARGV[4]) - used
-local granted = math.min(tonumber(ARGV[3]), available)
-if available <= 0 or granted < tonumber(ARGV[2]) then return {0, 0, used} end
-used = redis.call('HINCRBY', KEYS[1], 'used', granted)
-redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], granted)
-redis.call('EXPIREAT', KEYS[1], ARGV[5])
-return {1, granted, used}`;
 
 // KEYS[1] day ledger hash; ARGV used, expireAtSec, rebuiltAtMs (0: not rebuilt from history).
 // Creates the ledger unless another replica did.
@@ -96,16 +55,6 @@ const SEED = `if redis.call('HSETNX', KEYS[1], 'used', ARGV[1]) == 1 then
   redis.call('EXPIREAT', KEYS[1], ARGV[2])
 end
 return 1`;
-
-// KEYS[1] day ledger hash; ARGV requestId, actual, expireAtSec. Returns used.
-// Idempotent by construction: only a held reservation is settled, and settling removes it, so a
-// repeated settle finds nothing and no marker of settled requests is kept.
-const SETTLE = `local reserved = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1])
-if not reserved then return tonumber(redis.call('HGET', KEYS[1], 'used') or '0') end
-local used = redis.call('HINCRBY', KEYS[1], 'used', tonumber(ARGV[2]) - tonumber(reserved))
-redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
-return used`;
 
 // KEYS[1] day ledger hash; ARGV requestId, actual, atMs, expireAtSec. Returns used, or -1 when the
 // ledger does not exist (the caller creates it and asks again). Adds spend made elsewhere once per
@@ -122,35 +71,22 @@ return used`;
 
 /** The scripts above, as ioredis `defineCommand` adds them to the client. */
 interface LimitCommands {
-  ggLeaseAcquire(key: string, leaseId: string, max: number, ttlMs: number): Promise<[number, number]>;
-  ggBudgetReserve(
-    key: string,
-    requestId: string,
-    min: number,
-    max: number,
-    limit: number,
-    expireAtSec: number,
-  ): Promise<[number, number, number]>;
   ggBudgetSeed(key: string, used: number, expireAtSec: number, rebuiltAtMs: number): Promise<number>;
   ggBudgetCharge(key: string, requestId: string, actual: number, atMs: number, expireAtSec: number): Promise<number>;
-  ggBudgetSettle(key: string, requestId: string, actual: number, expireAtSec: number): Promise<number>;
 }
 
 function withCommands(client: RedisClient): LimitCommands {
   // Defining again is harmless: ioredis keeps one script per name and sends EVALSHA.
-  client.defineCommand('ggLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
-  client.defineCommand('ggBudgetReserve', { numberOfKeys: 1, lua: RESERVE });
   client.defineCommand('ggBudgetSeed', { numberOfKeys: 1, lua: SEED });
-  client.defineCommand('ggBudgetSettle', { numberOfKeys: 1, lua: SETTLE });
   client.defineCommand('ggBudgetCharge', { numberOfKeys: 1, lua: CHARGE });
   return client as unknown as LimitCommands;
 }
 
 export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
-  readonly #commands: LimitCommands;
+  readonly #ops: LimitOps;
 
-  constructor(private readonly client: RedisClient) {
-    this.#commands = withCommands(client);
+  constructor(client: RedisClient) {
+    this.#ops = limitOps(client);
   }
 
   async acquire(
@@ -159,12 +95,12 @@ export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
     max: number,
     ttlMs: number,
   ): Promise<{ ok: boolean; active: number }> {
-    const [ok, active] = await this.#commands.ggLeaseAcquire(leaseKey(subject), leaseId, max, ttlMs);
+    const [ok, active] = await this.#ops.run<[number, number]>('a', leaseKey(subject), [leaseId, max, ttlMs]);
     return { ok: ok === 1, active };
   }
 
   async release(subject: string, leaseId: string): Promise<void> {
-    await this.client.zrem(leaseKey(subject), leaseId);
+    await this.#ops.run('r', leaseKey(subject), [leaseId]);
   }
 }
 
@@ -183,12 +119,14 @@ const MAX_SEED_ATTEMPTS = 2;
 
 export class RedisTokenBudget implements ChargeableTokenBudget {
   readonly #commands: LimitCommands;
+  readonly #ops: LimitOps;
 
   constructor(
     private readonly client: RedisClient,
     private readonly history?: BudgetHistory,
   ) {
     this.#commands = withCommands(client);
+    this.#ops = limitOps(client);
   }
 
   async reserve(args: {
@@ -203,14 +141,13 @@ export class RedisTokenBudget implements ChargeableTokenBudget {
     const key = budgetKey(args.subject, args.day);
     const expireAt = expireAtSec(args.day);
     for (let attempt = 0; ; attempt++) {
-      const [ok, granted, used] = await this.#commands.ggBudgetReserve(
-        key,
+      const [ok, granted, used] = await this.#ops.run<[number, number, number]>('v', key, [
         args.requestId,
         args.min,
         args.max,
         args.limit,
         expireAt,
-      );
+      ]);
       if (ok !== -1) return { ok: ok === 1, granted, used, limit: args.limit };
       if (attempt === MAX_SEED_ATTEMPTS) throw new Error('the budget ledger keeps disappearing from Redis');
       await this.#seed(key, args.subject, args.day, expireAt);
@@ -219,12 +156,11 @@ export class RedisTokenBudget implements ChargeableTokenBudget {
 
   async settle(args: { subject: string; day: string; requestId: string; actual: number }): Promise<{ used: number }> {
     checkBudgetArgs(args);
-    const used = await this.#commands.ggBudgetSettle(
-      budgetKey(args.subject, args.day),
+    const used = await this.#ops.run<number>('s', budgetKey(args.subject, args.day), [
       args.requestId,
       args.actual,
       expireAtSec(args.day),
-    );
+    ]);
     return { used };
   }
 
