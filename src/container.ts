@@ -18,6 +18,7 @@ import { UndiciUpstream } from './adapters/upstream/undici-upstream.js';
 import { budgetHistory, type LimitDeps } from './app/admission.js';
 import { inUnit, ledgerSpend, planCostCap } from './app/cost-cap.js';
 import { InFlight } from './app/in-flight.js';
+import { LocalGate } from './app/local-gate.js';
 import { UsageRecorder } from './app/usage-recorder.js';
 import { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
@@ -202,6 +203,7 @@ export async function buildServices(config: Config, opts: BuildOptions): Promise
     inflight,
     authFailures: limits.authFailures,
     limits: limitDeps,
+    gate: new LocalGate(),
     keys: {
       store,
       keyEvents: limits.keyEvents,

@@ -5,6 +5,7 @@ import type { RedisClient } from './adapters/redis/client.js';
 import type { LimitDeps } from './app/admission.js';
 import type { InFlight } from './app/in-flight.js';
 import type { KeyDeps } from './app/keys.js';
+import type { LocalGate } from './app/local-gate.js';
 import type { UsageRecorder } from './app/usage-recorder.js';
 import type { KeyVerifier } from './app/verify-key.js';
 import type { Config } from './config/schema.js';
@@ -30,6 +31,8 @@ export interface Services {
   /** Failed authentications per client IP. */
   authFailures: RateLimiter;
   limits: LimitDeps;
+  /** This process's pre-checks of relayed requests, before their body is read. */
+  gate: LocalGate;
   keys: KeyDeps;
   /**
    * Prometheus metrics of this process (its own registry). Callers outside the composition root and

@@ -1,13 +1,13 @@
-// Admits a relayed request against the key's limits in two steps, and settles it afterwards once.
-// 1. `enter`, before the body is even read: a request/minute point and a concurrency slot. These
-//    are cheap, so nothing costly (parsing, token estimates) runs for a key that is over its limits.
-// 2. `reserve`, once the body is known: a token reservation sized as an upper bound of what the
-//    request can be billed (prompt estimate plus the largest completion it may produce).
+// Admits a relayed request against the key's limits in one step once its body is known, and settles
+// it afterwards once. `admit` asks for a request/minute point, a concurrency slot and a token
+// reservation sized as an upper bound of what the request can be billed (prompt estimate plus the
+// largest completion it may produce), all in the same tick: one round trip, one batched script call
+// on Redis. Before the body is read, the local gate (local-gate.ts) refuses what these would refuse
+// anyway, so a key over its limits costs no parsing and no token estimate.
 // A request refused by one limit still spends its request/minute point (as a refused request does
-// at OpenAI). Settling replaces the reservation with what the upstream reported and frees the slot.
-// With an operator cost cap, `reserve` also reserves on each cap ledger the model counts against,
-// in the same tick as the member's budget (one pipelined round trip on Redis), and `settle` settles
-// them all; without a cap, admission makes exactly the calls it made before.
+// at OpenAI), and gives back whatever else it took. Settling replaces the reservation with what the
+// upstream reported and frees the slot. With an operator cost cap, `admit` also reserves on each cap
+// ledger the model counts against, and `settle` settles them all.
 import type { TierConfig } from '../config/schema.js';
 import type { BudgetCalendar } from '../domain/budget-day.js';
 import {
@@ -19,9 +19,17 @@ import {
   RelayCapacityError,
 } from '../domain/cost-cap.js';
 import { RateLimitError, ServiceUnavailableError } from '../domain/errors.js';
-import type { BudgetReservation, ConcurrencyLimiter, RateLimiter, Store, TokenBudget } from '../domain/ports.js';
+import type {
+  BudgetReservation,
+  ConcurrencyLimiter,
+  RateDecision,
+  RateLimiter,
+  Store,
+  TokenBudget,
+} from '../domain/ports.js';
 import type { KeyRecord } from '../domain/types.js';
 import { type CostCapPlan, capHistory } from './cost-cap.js';
+import type { GatePass } from './local-gate.js';
 import { chargedBeforeDeletion } from './users.js';
 
 export interface LimitDeps {
@@ -41,8 +49,6 @@ export interface Ticket {
   readonly requestId: string;
   readonly key: KeyRecord;
   readonly tier: TierConfig;
-  /** OpenAI-style x-ratelimit-*-requests headers. */
-  readonly headers: Record<string, string>;
   /** Frees the slot. Idempotent, never throws. */
   release(): Promise<void>;
 }
@@ -73,7 +79,7 @@ export interface Admission {
   readonly maxCompletionTokens: number;
   /** The most this request can be billed for, in model tokens: see `billable`. */
   readonly bound: Used;
-  /** OpenAI-style x-ratelimit-*-tokens headers. */
+  /** OpenAI-style x-ratelimit-* headers, of requests and of tokens. */
   readonly headers: Record<string, string>;
   /** Cost cap ledgers this request reserved on, settled with the member's budget. */
   readonly caps: readonly CapRate[];
@@ -137,59 +143,50 @@ export function budgetHistory(
   };
 }
 
-/** Step 1: a request/minute point and a concurrency slot, checked at once. */
-export async function enter(
-  deps: LimitDeps,
-  input: { requestId: string; key: KeyRecord; tier: TierConfig },
-): Promise<Ticket> {
-  const { requestId, key, tier } = input;
-  const subject = `key:${key.id}`;
-  const [rate, slot] = await Promise.allSettled([
-    deps.rate.consume(subject, tier.rpm),
-    deps.concurrency.acquire(subject, requestId, tier.maxConcurrent, deps.leaseTtlMs),
-  ]);
-  const tookSlot = slot.status === 'fulfilled' && slot.value.ok;
-  let released = !tookSlot;
-  const release = async () => {
-    if (released) return;
-    released = true;
-    await deps.concurrency.release(subject, requestId).catch(() => {
-      // The failure policy queues releases it could not deliver; the lease TTL bounds the rest.
-    });
-  };
-  if (rate.status === 'rejected' || slot.status === 'rejected') {
-    await release();
-    throw rate.status === 'rejected' ? rate.reason : (slot as PromiseRejectedResult).reason;
-  }
-  const r = rate.value;
-  const headers = {
+/** OpenAI-style x-ratelimit-*-requests headers. */
+function requestHeaders(r: RateDecision): Record<string, string> {
+  return {
     'x-ratelimit-limit-requests': String(r.limit),
     'x-ratelimit-remaining-requests': String(r.remaining),
     'x-ratelimit-reset-requests': formatReset(r.resetMs),
   };
-  if (!r.allowed) {
-    await release();
-    throw new RateLimitError(
-      `Rate limit reached: ${tier.rpm} requests per minute for this key. Try again in ${formatReset(r.resetMs)}.`,
-      'requests',
-      r.resetMs / 1000,
-      headers,
-    );
-  }
-  if (!tookSlot) {
-    throw new RateLimitError(
-      `Too many concurrent requests: this key may have ${tier.maxConcurrent} in flight.`,
-      'concurrency',
-      1,
-      headers,
-    );
-  }
-  return { requestId, key, tier, headers, release };
 }
 
-/** Step 2: reserves the request's largest possible cost. A refusal frees the ticket's slot. */
-export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInput): Promise<Admission> {
-  const { tier, requestId } = ticket;
+/** The refusal of a request past the key's requests per minute. */
+export function requestsRefusal(rpm: number, r: RateDecision): RateLimitError {
+  return new RateLimitError(
+    `Rate limit reached: ${rpm} requests per minute for this key. Try again in ${formatReset(r.resetMs)}.`,
+    'requests',
+    r.resetMs / 1000,
+    requestHeaders(r),
+  );
+}
+
+/** The refusal of a request past the key's requests in flight. */
+export function inFlightRefusal(max: number, headers: Record<string, string>): RateLimitError {
+  return new RateLimitError(
+    `Too many concurrent requests: this key may have ${max} in flight.`,
+    'concurrency',
+    1,
+    headers,
+  );
+}
+
+/** Who asks for admission. */
+export interface AdmitRequest {
+  requestId: string;
+  key: KeyRecord;
+  tier: TierConfig;
+  /** The request's place at the local gate: told the rate answer, and left when the slot is freed. */
+  pass?: GatePass;
+}
+
+/**
+ * Takes a request/minute point, a concurrency slot and the request's largest possible cost, all
+ * sent in the same tick. A refusal gives back whatever was taken (the point stays spent).
+ */
+export async function admit(deps: LimitDeps, req: AdmitRequest, input: ReserveInput): Promise<Admission> {
+  const { requestId, key, tier, pass } = req;
   const { weight, promptTokens, completions } = input;
   const now = deps.now();
   const { day, resetAt } = deps.calendar.at(now);
@@ -198,11 +195,11 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
   const min = Math.ceil(weight * (promptTokens + completions));
   const max = Math.ceil(weight * (promptTokens + cap * completions));
   const caps = deps.costCap?.ratesFor(input.model) ?? NO_CAPS;
-  const subject = budgetSubject(ticket.key.discordId);
-  // All reservations leave in the same tick, so Redis gets them in one pipelined round trip.
-  const pending = [deps.budget.reserve({ subject, day, requestId, min, max, limit: tier.tokensPerDay })];
+  const keySubject = `key:${key.id}`;
+  const subject = budgetSubject(key.discordId);
+  const reservations = [deps.budget.reserve({ subject, day, requestId, min, max, limit: tier.tokensPerDay })];
   for (const rate of caps) {
-    pending.push(
+    reservations.push(
       deps.budget.reserve({
         subject: rate.ledger.subject,
         day,
@@ -213,36 +210,55 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
       }),
     );
   }
-  const results = await Promise.allSettled(pending);
+  const [rate, slot, booked] = await Promise.allSettled([
+    deps.rate.consume(keySubject, tier.rpm),
+    deps.concurrency.acquire(keySubject, requestId, tier.maxConcurrent, deps.leaseTtlMs),
+    Promise.allSettled(reservations),
+  ]);
+  const results = (booked as PromiseFulfilledResult<PromiseSettledResult<BudgetReservation>[]>).value;
+
+  const r = rate.status === 'fulfilled' ? rate.value : null;
+  if (r) pass?.noteRate(r, now.getTime());
+  let released = !(slot.status === 'fulfilled' && slot.value.ok);
+  const release = async () => {
+    pass?.leave();
+    if (released) return;
+    released = true;
+    await deps.concurrency.release(keySubject, requestId).catch(() => {
+      // The failure policy queues releases it could not deliver; the lease TTL bounds the rest.
+    });
+  };
   const b = results[0]!.status === 'fulfilled' ? results[0]!.value : null;
-  const headers: Record<string, string> = b
-    ? {
-        'x-ratelimit-limit-tokens': String(b.limit),
-        'x-ratelimit-remaining-tokens': String(Math.max(0, b.limit - b.used)),
-        'x-ratelimit-reset-tokens': formatReset(resetMs),
-      }
-    : {};
-  const refused = results.findIndex((r) => r.status === 'rejected' || !r.value.ok);
-  if (refused !== -1) {
+  const headers: Record<string, string> = r ? requestHeaders(r) : {};
+  if (b) {
+    headers['x-ratelimit-limit-tokens'] = String(b.limit);
+    headers['x-ratelimit-remaining-tokens'] = String(Math.max(0, b.limit - b.used));
+    headers['x-ratelimit-reset-tokens'] = formatReset(resetMs);
+  }
+
+  const refusedAt = results.findIndex((x) => x.status === 'rejected' || !x.value.ok);
+  if (!r?.allowed || released || refusedAt !== -1) {
     // Give back whatever was taken: settling at 0 removes a held reservation.
-    const undo = results.flatMap((r, i) =>
-      r.status === 'fulfilled' && r.value.ok
+    const undo = results.flatMap((x, i) =>
+      x.status === 'fulfilled' && x.value.ok
         ? [deps.budget.settle({ subject: i ? caps[i - 1]!.ledger.subject : subject, day, requestId, actual: 0 })]
         : [],
     );
-    await Promise.allSettled([...undo, ticket.release()]);
-    const failed = results.find((r) => r.status === 'rejected');
+    await Promise.allSettled([...undo, release()]);
+    const failed = [rate, slot, ...results].find((x) => x.status === 'rejected');
     if (failed) throw failed.reason;
-    if (b && !b.ok) {
+    if (!r!.allowed) throw requestsRefusal(tier.rpm, r!);
+    if (slot.status === 'fulfilled' && !slot.value.ok) throw inFlightRefusal(tier.maxConcurrent, requestHeaders(r!));
+    if (!b!.ok) {
       throw new RateLimitError(
-        `Daily token budget exhausted: ${b.used} of ${b.limit} tokens used today and this request needs at least ${min}. ` +
+        `Daily token budget exhausted: ${b!.used} of ${b!.limit} tokens used today and this request needs at least ${min}. ` +
           `The budget resets in ${formatReset(resetMs)}.`,
         'tokens',
         resetMs / 1000,
-        { ...ticket.headers, ...headers },
+        headers,
       );
     }
-    throw capacityError(ticket.key.tier, input.model, caps[refused - 1]!, resetAt, resetMs, ticket.headers);
+    throw capacityError(key.tier, input.model, caps[refusedAt - 1]!, resetAt, resetMs, requestHeaders(r!));
   }
   let allowance = completions ? Math.floor((b!.granted / weight - promptTokens) / completions) : 0;
   for (let i = 0; completions && i < caps.length; i++) {
@@ -254,6 +270,7 @@ export async function reserve(deps: LimitDeps, ticket: Ticket, input: ReserveInp
     promptTokens: Math.max(promptTokens, input.promptCeiling ?? 0),
     completionTokens: maxCompletionTokens * completions,
   };
+  const ticket: Ticket = { requestId, key, tier, release };
   return { ticket, day, weight, maxCompletionTokens, bound, headers, caps, settled: false };
 }
 

@@ -2,7 +2,7 @@
 // received (relay-json.ts); SSE is forwarded as it arrives (relay-stream.ts); a non-2xx answer is
 // mapped (upstream-error.ts). Whatever happens (success, upstream error, mid-stream failure, client
 // disconnect), the budget is settled exactly once and one usage record is written.
-import { type Admission, billable, charge, reserve, settle, type Ticket } from '../app/admission.js';
+import { type Admission, admit, billable, charge, settle } from '../app/admission.js';
 import { forward } from '../app/forward.js';
 import { Cancellation } from '../domain/cancellation.js';
 import { AppError, UpstreamTimeoutError } from '../domain/errors.js';
@@ -38,12 +38,12 @@ function upstreamBody(call: RelayCall, adm: Admission): Record<string, unknown> 
   return body;
 }
 
-/** Relays one request that holds a ticket; tracked so shutdown waits for its usage record and settle. */
+/** Admits and relays one request; tracked so shutdown waits for its usage record and settle. */
 export function relayCall(s: Services, x: Exchange, call: RelayCall): Promise<void> {
-  return s.inflight.track(relay(s, x, call, x.ticket!), call.stream);
+  return s.inflight.track(relay(s, x, call), call.stream);
 }
 
-async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket): Promise<void> {
+async function relay(s: Services, x: Exchange, call: RelayCall): Promise<void> {
   const { res } = x;
   const started = performance.now();
   // Listen before the first await: a client gone during admission must abort too.
@@ -55,15 +55,20 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
   if (res.destroyed) cancellation.abort();
   let adm: Admission;
   try {
-    adm = await reserve(s.limits, ticket, {
-      model: call.modelName,
-      weight: call.model.tokenWeight,
-      promptTokens: call.promptTokens,
-      // No tokenizer counts more tokens than the text has bytes; images are in the estimate.
-      promptCeiling: Math.max(call.promptTokens, x.bodyBytes ?? 0),
-      requestedMaxTokens: call.requestedMaxTokens,
-      completions: call.completions,
-    });
+    const { key, tier } = x.auth!;
+    adm = await admit(
+      s.limits,
+      { requestId: x.requestId, key, tier, pass: x.pass },
+      {
+        model: call.modelName,
+        weight: call.model.tokenWeight,
+        promptTokens: call.promptTokens,
+        // No tokenizer counts more tokens than the text has bytes; images are in the estimate.
+        promptCeiling: Math.max(call.promptTokens, x.bodyBytes ?? 0),
+        requestedMaxTokens: call.requestedMaxTokens,
+        completions: call.completions,
+      },
+    );
   } catch (err) {
     res.off('close', onClose);
     throw err;
@@ -87,8 +92,8 @@ async function relay(s: Services, x: Exchange, call: RelayCall, ticket: Ticket):
     const fwd = await forward(
       s.upstream,
       call.model,
-      { path: call.path, body: upstreamBody(call, adm), requestId: ticket.requestId, cancellation },
-      (info) => s.log.warn({ requestId: ticket.requestId, ...info }, 'upstream failed before first byte; failing over'),
+      { path: call.path, body: upstreamBody(call, adm), requestId: x.requestId, cancellation },
+      (info) => s.log.warn({ requestId: x.requestId, ...info }, 'upstream failed before first byte; failing over'),
     );
     outcome.upstream = fwd.upstream;
     const r = fwd.response;

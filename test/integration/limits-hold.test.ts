@@ -62,9 +62,9 @@ async function spentToday(t: TestRelay, discordId: string): Promise<number> {
   return t.relay.services.limits.budget.used(budgetSubject(discordId), day);
 }
 
-describe('the cheap limits come before the body is read', () => {
+describe.each(['memory', 'redis'] as const)('the cheap limits come before the body is read (%s limits)', (limits) => {
   it('a key over its requests per minute gets 429, not a parse error, for a body it never parses', async () => {
-    const t = await relay({ rpm: 1 });
+    const t = await relay({ rpm: 1 }, limits);
     const { key } = await t.issue();
     expect((await post(t, key, '/chat/completions', chat('hi'))).status).toBe(200);
     // Two megabytes of invalid JSON: had the relay read it, the answer would be 400 or 413.
@@ -76,7 +76,7 @@ describe('the cheap limits come before the body is read', () => {
   });
 
   it('a key at its concurrency cap gets 429 for a body it never parses', async () => {
-    const t = await relay({ maxConcurrent: 1 });
+    const t = await relay({ maxConcurrent: 1 }, limits);
     const { key } = await t.issue();
     upstream.next({ kind: 'delay', ms: 800 });
     const held = post(t, key, '/chat/completions', chat('hi'));

@@ -97,6 +97,7 @@ beforeAll(async () => {
     tiers: {
       roomy: { rpm: 1_000, maxConcurrent: 50, tokensPerDay: 1_000_000, maxTokens: 64 },
       tight: { rpm: RPM, maxConcurrent: 50, tokensPerDay: 1_000_000, maxTokens: 64 },
+      single: { rpm: 1_000, maxConcurrent: 1, tokensPerDay: 1_000_000, maxTokens: 64 },
       budget: { rpm: 1_000, maxConcurrent: 50, tokensPerDay: BUDGET, maxTokens: 20 },
     },
     upstreams: { fake: { baseUrl: upstream.url, timeouts: { connectMs: 2_000, firstByteMs: 5_000, idleMs: 5_000 } } },
@@ -136,6 +137,20 @@ describe('two relay replicas on one Redis', () => {
       Array.from({ length: RPM }, (_, i) => RPM - 1 - i),
     );
     expect(upstream.requests.length - before).toBe(RPM);
+  });
+
+  it('share one count of requests in flight per key: a request held on one refuses the next on the other', async () => {
+    const [a, b] = replicas;
+    const { key } = await issue('single');
+    const before = upstream.requests.length;
+    upstream.next({ kind: 'delay', ms: 1_000 });
+    const held = chat(a.url, key);
+    await eventually(async () => (upstream.requests.length > before ? true : null), 'the held request upstream');
+    // Replica b has nothing in flight for this key: only the shared lease can refuse it.
+    expect(await chat(b.url, key)).toMatchObject({ status: 429, code: 'rate_limit_concurrency' });
+    expect((await held).status).toBe(200);
+    expect((await chat(b.url, key)).status).toBe(200);
+    expect(upstream.requests.length - before).toBe(2);
   });
 
   it('never charge more than the daily budget while requests race on both', async () => {

@@ -3,7 +3,7 @@
 // client sees it, not by peeking at adapter internals.
 import { describe, expect, it } from 'vitest';
 import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
-import { type Admission, enter, formatReset, type LimitDeps, reserve, settle } from '../../src/app/admission.js';
+import { type Admission, admit as admitRequest, formatReset, type LimitDeps, settle } from '../../src/app/admission.js';
 import type { TierConfig } from '../../src/config/schema.js';
 import { BudgetCalendar } from '../../src/domain/budget-day.js';
 import { RateLimitError } from '../../src/domain/errors.js';
@@ -55,17 +55,15 @@ interface AdmitInput {
   completions: boolean;
 }
 
-/** Both admission steps, as the relay runs them; headers of both steps together. */
-async function admit(deps: LimitDeps, i: AdmitInput): Promise<Admission> {
-  const ticket = await enter(deps, i);
-  const adm = await reserve(deps, ticket, {
+/** Admission as the relay asks for it. */
+function admit(deps: LimitDeps, i: AdmitInput): Promise<Admission> {
+  return admitRequest(deps, i, {
     model: 'gpt-4o-mini',
     weight: i.weight,
     promptTokens: i.promptTokens,
     requestedMaxTokens: i.requestedMaxTokens,
     completions: i.completions ? i.choices : 0,
   });
-  return Object.assign(adm, { headers: { ...ticket.headers, ...adm.headers } });
 }
 
 function input(key: KeyRecord, tier: TierConfig, over: Partial<AdmitInput> = {}): AdmitInput {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { commandDefinitions, components, handlers } from '../../bot/commands/index.js';
 import { type BotDeps, type Invoker, UserError } from '../../bot/types.js';
-import { enter, reserve, settle } from '../../src/app/admission.js';
+import { admit as admitRequest, settle } from '../../src/app/admission.js';
 import { suspendKey } from '../../src/app/keys.js';
 import { usageSummary } from '../../src/app/usage-summary.js';
 import { buildConfig } from '../../src/config/load.js';
@@ -234,13 +234,17 @@ describe('/usage', () => {
     if (!v.ok) throw new Error(v.code);
     const tier = services.config.tiers.free!;
     const admit = async (requestId: string) =>
-      reserve(services.limits, await enter(services.limits, { requestId, key: v.key, tier }), {
-        model: 'gpt-4o-mini',
-        weight: 1,
-        promptTokens: 100,
-        requestedMaxTokens: 50,
-        completions: 1,
-      });
+      admitRequest(
+        services.limits,
+        { requestId, key: v.key, tier },
+        {
+          model: 'gpt-4o-mini',
+          weight: 1,
+          promptTokens: 100,
+          requestedMaxTokens: 50,
+          completions: 1,
+        },
+      );
     const done = await admit('req_one');
     await settle(services.limits, done, { promptTokens: 90, completionTokens: 30 }); // 120 charged
     const pending = await admit('req_two'); // 150 reserved

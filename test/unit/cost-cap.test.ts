@@ -2,7 +2,7 @@
 // in-process limit adapters, and its config validation.
 import { describe, expect, it } from 'vitest';
 import { MemoryConcurrencyLimiter, MemoryRateLimiter, MemoryTokenBudget } from '../../src/adapters/memory/limits.js';
-import { type Admission, enter, type LimitDeps, reserve, settle } from '../../src/app/admission.js';
+import { type Admission, admit as admitRequest, type LimitDeps, settle } from '../../src/app/admission.js';
 import { planCostCap } from '../../src/app/cost-cap.js';
 import { buildConfig, ConfigError } from '../../src/config/load.js';
 import type { TierConfig } from '../../src/config/schema.js';
@@ -105,14 +105,17 @@ async function admit(
   tierName: keyof typeof TIERS,
   req: { model?: string; prompt: number; maxTokens: number; completions?: number },
 ): Promise<Admission> {
-  const ticket = await enter(deps, { requestId: `req_cap${++seq}`, key: key(tierName), tier: TIERS[tierName] });
-  return reserve(deps, ticket, {
-    model: req.model ?? 'unlisted',
-    weight: 1,
-    promptTokens: req.prompt,
-    requestedMaxTokens: req.maxTokens,
-    completions: req.completions ?? 1,
-  });
+  return admitRequest(
+    deps,
+    { requestId: `req_cap${++seq}`, key: key(tierName), tier: TIERS[tierName] },
+    {
+      model: req.model ?? 'unlisted',
+      weight: 1,
+      promptTokens: req.prompt,
+      requestedMaxTokens: req.maxTokens,
+      completions: req.completions ?? 1,
+    },
+  );
 }
 
 async function capacityRefusal(p: Promise<unknown>): Promise<RelayCapacityError> {
@@ -152,22 +155,28 @@ describe('cost cap: shed order', () => {
   it('a refusal by the cap gives back the member budget it had reserved, and the reverse', async () => {
     const { deps, ledger } = makeDeps({ relay: { tokensPerDay: 100 } });
     const k = key('free');
-    const ticket = await enter(deps, { requestId: 'req_cap_undo', key: k, tier: TIERS.free });
     await capacityRefusal(
-      reserve(deps, ticket, { model: 'cheap', weight: 1, promptTokens: 60, requestedMaxTokens: 1, completions: 1 }),
+      admitRequest(
+        deps,
+        { requestId: 'req_cap_undo', key: k, tier: TIERS.free },
+        { model: 'cheap', weight: 1, promptTokens: 60, requestedMaxTokens: 1, completions: 1 },
+      ),
     );
     expect(await ledger.used(`user:${k.discordId}`, DAY)).toBe(0);
     expect(await ledger.used('cap:tokens:relay', DAY)).toBe(0);
 
     const poor = { ...TIERS.staff, tokensPerDay: 10 };
-    const t2 = await enter(deps, { requestId: 'req_cap_undo2', key: key('staff'), tier: poor });
-    const err = await reserve(deps, t2, {
-      model: 'cheap',
-      weight: 1,
-      promptTokens: 20,
-      requestedMaxTokens: 1,
-      completions: 1,
-    }).catch((e: unknown) => e);
+    const err = await admitRequest(
+      deps,
+      { requestId: 'req_cap_undo2', key: key('staff'), tier: poor },
+      {
+        model: 'cheap',
+        weight: 1,
+        promptTokens: 20,
+        requestedMaxTokens: 1,
+        completions: 1,
+      },
+    ).catch((e: unknown) => e);
     // The member's own limit is named first: it is the one they can act on.
     expect(err).toBeInstanceOf(RateLimitError);
     expect(await ledger.used('cap:tokens:relay', DAY)).toBe(0);
@@ -235,16 +244,19 @@ describe('cost cap: what admission asks of the budget port', () => {
     expect(calls.reserve[0]).toMatch(/^user:/);
   });
 
-  it('with caps: one reserve per ledger, all issued before the first answer (one pipelined round trip)', async () => {
+  it('with caps: one reserve per ledger, all issued before the first answer (one round trip)', async () => {
     const { deps, calls } = makeDeps({ relay: { tokensPerDay: 10_000 }, upstreams: { beta: { currencyPerDay: 5 } } });
-    const ticket = await enter(deps, { requestId: 'req_cap_tick', key: key('staff'), tier: TIERS.staff });
-    const pending = reserve(deps, ticket, {
-      model: 'premium',
-      weight: 1,
-      promptTokens: 10,
-      requestedMaxTokens: 10,
-      completions: 1,
-    });
+    const pending = admitRequest(
+      deps,
+      { requestId: 'req_cap_tick', key: key('staff'), tier: TIERS.staff },
+      {
+        model: 'premium',
+        weight: 1,
+        promptTokens: 10,
+        requestedMaxTokens: 10,
+        completions: 1,
+      },
+    );
     // Synchronously, before anything was awaited: every reservation is already on its way.
     expect(calls.reserve).toEqual([expect.stringMatching(/^user:/), 'cap:tokens:relay', 'cap:currency:upstream:beta']);
     const adm = await pending;

@@ -1,7 +1,7 @@
 // One /v1 request as the API pipeline sees it: node's own request and response (no framework
 // objects), and what each step learned about it so far.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Ticket } from '../../app/admission.js';
+import type { GatePass } from '../../app/local-gate.js';
 import type { TierConfig } from '../../config/schema.js';
 import type { KeyRecord } from '../../domain/types.js';
 
@@ -23,8 +23,8 @@ export interface Exchange {
   readonly headers: string[];
   /** Set once the key is verified. */
   auth?: AuthContext;
-  /** Set once the request holds a request/minute point and a concurrency slot. */
-  ticket?: Ticket;
+  /** Set once a relayed request passed the local gate, before its body is read. */
+  pass?: GatePass;
   /** Size of the request body, once read. */
   bodyBytes?: number;
   /** The OpenAI error code of a refusal the relay sent itself (for metrics). */

@@ -1,24 +1,13 @@
-// The cheap limits (requests per minute, concurrency) for relayed requests, checked before the body
-// is read: a key over its limits never gets its body parsed or its prompt estimated.
-import { enter, type Ticket } from '../../app/admission.js';
+// The local gate for relayed requests, passed before the body is read: a key known to be over its
+// requests per minute, or with as many requests in flight here as its tier allows, is refused
+// without its body parsed or its prompt estimated (src/app/local-gate.ts).
+import type { GatePass } from '../../app/local-gate.js';
 import type { Services } from '../../services.js';
 import type { AuthContext, Exchange } from './exchange.js';
 
-/** The request's ticket, or null when the client left while it was being taken (and it was freed). */
-export async function takeTicket(s: Services, x: Exchange, auth: AuthContext): Promise<Ticket | null> {
-  let ticket: Ticket | undefined;
-  let closed = false;
-  // Whatever ends the response (answer, error, client gone), the slot is freed; settling the
-  // request frees it earlier on the relayed path.
-  x.res.once('close', () => {
-    closed = true;
-    void ticket?.release();
-  });
-  ticket = await enter(s.limits, { requestId: x.requestId, key: auth.key, tier: auth.tier });
-  if (closed) {
-    await ticket.release();
-    return null;
-  }
-  for (const name in ticket.headers) x.headers.push(name, ticket.headers[name]!);
-  return ticket;
+/** The request's place at the gate, freed whatever ends the response (answer, error, client gone). */
+export function passGate(s: Services, x: Exchange, auth: AuthContext): GatePass {
+  const pass = s.gate.enter(auth.key.id, auth.tier);
+  x.res.once('close', pass.leave);
+  return pass;
 }

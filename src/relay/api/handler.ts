@@ -1,8 +1,8 @@
 // The /v1 API on plain node:http. Express is kept for everything else the relay serves (health,
 // metrics, the web pages): merely giving a request Express's request/response prototypes cost more
 // CPU than a whole bare forwarder spends per request (bench/README.md, "Why /v1 bypasses Express").
-// Steps, in order: request id, drain check, CORS, key, route; relayed routes then take the cheap
-// limits (requests/minute, concurrency) before their body is read.
+// Steps, in order: request id, drain check, CORS, key, route; relayed routes then pass the local
+// gate (requests/minute, concurrency) before their body is read.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, NotFoundError, ServiceUnavailableError } from '../../domain/errors.js';
 import { newId } from '../../domain/ids.js';
@@ -16,7 +16,7 @@ import { authenticator } from './auth.js';
 import { readJsonBody } from './body.js';
 import { cors } from './cors.js';
 import type { Exchange } from './exchange.js';
-import { takeTicket } from './gate.js';
+import { passGate } from './gate.js';
 import { writeError, writeJson } from './respond.js';
 
 export interface ApiOptions {
@@ -57,9 +57,7 @@ export function createApiHandler(s: Services, opts: ApiOptions): (req: IncomingM
     if (method === 'POST') {
       const route = relayed.get(path);
       if (route) {
-        const ticket = await takeTicket(s, x, auth);
-        if (!ticket) return;
-        x.ticket = ticket;
+        x.pass = passGate(s, x, auth);
         const body = await readJsonBody(req, bodyLimit);
         x.bodyBytes = body.bytes;
         return route(x, body.value);
