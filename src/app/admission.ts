@@ -198,15 +198,15 @@ export async function admit(deps: LimitDeps, req: AdmitRequest, input: ReserveIn
   const keySubject = `key:${key.id}`;
   const subject = budgetSubject(key.discordId);
   const reservations = [deps.budget.reserve({ subject, day, requestId, min, max, limit: tier.tokensPerDay })];
-  for (const rate of caps) {
+  for (const capRate of caps) {
     reservations.push(
       deps.budget.reserve({
-        subject: rate.ledger.subject,
+        subject: capRate.ledger.subject,
         day,
         requestId,
-        min: capCost(rate, weight, promptTokens, completions),
-        max: capCost(rate, weight, promptTokens, cap * completions),
-        limit: capLimit(rate.ledger, tier.capShare),
+        min: capCost(capRate, weight, promptTokens, completions),
+        max: capCost(capRate, weight, promptTokens, cap * completions),
+        limit: capLimit(capRate.ledger, tier.capShare),
       }),
     );
   }
